@@ -1,0 +1,62 @@
+-- Typed columns out of the TMDB payload. Movies and TV share one shape here: TV's name,
+-- first_air_date and episode_run_time map onto title, release_date and runtime.
+{{ config(
+    materialized='incremental',
+    unique_key='content_key',
+    incremental_strategy='delete+insert',
+    on_schema_change='sync_all_columns'
+) }}
+
+with source as (
+    select *
+    from {{ source('raw', 'tmdb_titles') }}
+    {% if is_incremental() and var('min_date') is not none %}
+    where partition_date between '{{ var("min_date") }}'::date and '{{ var("max_date") }}'::date
+    {% endif %}
+),
+
+typed as (
+    select
+        media_type || '-' || id                                              as content_key,
+        id                                                                   as tmdb_id,
+        media_type,
+        coalesce(nullif(payload->>'title', ''), nullif(payload->>'name', ''),
+                 nullif(payload->>'original_title', ''), payload->>'original_name') as title,
+        coalesce(payload->>'original_title', payload->>'original_name')      as original_title,
+        nullif(payload->>'overview', '')                                     as overview,
+        nullif(payload->>'tagline', '')                                      as tagline,
+        coalesce(
+            array(
+                select (g->>'id')::int
+                from jsonb_array_elements(
+                    case when jsonb_typeof(payload->'genres') = 'array' then payload->'genres' else '[]'::jsonb end
+                ) with ordinality as t(g, ord)
+                order by ord
+            ), '{}'::int[])                                                  as genre_ids,
+        coalesce(
+            array(
+                select k->>'name'
+                from jsonb_array_elements(
+                    coalesce(payload->'keywords'->'keywords', payload->'keywords'->'results', '[]'::jsonb)
+                ) with ordinality as t(k, ord)
+                order by ord
+            ), '{}'::text[])                                                 as keywords,
+        nullif(coalesce(payload->>'release_date', payload->>'first_air_date'), '')::date as release_date,
+        coalesce((payload->>'runtime')::int, (payload->'episode_run_time'->>0)::int)     as runtime,
+        (payload->>'vote_average')::double precision                         as vote_average,
+        (payload->>'vote_count')::int                                        as vote_count,
+        (payload->>'popularity')::double precision                           as popularity,
+        nullif(payload->>'original_language', '')                            as original_language,
+        nullif(payload->>'poster_path', '')                                  as poster_path,
+        nullif(payload->>'status', '')                                       as status,
+        content_hash,
+        source,
+        partition_date,
+        fetched_at
+    from source
+)
+
+select
+    *,
+    extract(year from release_date)::int as year
+from typed

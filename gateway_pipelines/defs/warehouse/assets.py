@@ -1,0 +1,35 @@
+import dagster as dg
+
+from gateway_pipelines.lib.migrations import apply_migrations
+from gateway_pipelines.lib.state import sql_dir
+from gateway_pipelines.lib.warehouse import WarehouseResource, redact_url
+
+
+@dg.asset(
+    group_name="warehouse",
+    kinds={"postgres", "sql"},
+    description="The warehouse schema: sql/NNN_*.sql applied in order, recorded in meta.schema_migrations.",
+)
+def warehouse_schema(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    urls = warehouse.urls()
+    with warehouse.connection() as conn:
+        report = apply_migrations(conn, sql_dir())
+        ledger = conn.execute(
+            "SELECT version, name, left(checksum, 12), applied_at FROM meta.schema_migrations ORDER BY version"
+        ).fetchall()
+    context.log.info(f"applied {report.applied or 'nothing'}; {len(report.already_applied)} already applied")
+    table = "| version | name | checksum | applied at |\n|---|---|---|---|\n" + "\n".join(
+        f"| {v:03d} | {n} | `{c}` | {a:%Y-%m-%d %H:%M:%S} |" for v, n, c, a in ledger
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "migrations_applied": dg.MetadataValue.int(len(report.applied)),
+            "migrations_total": dg.MetadataValue.int(report.total),
+            "applied_now": dg.MetadataValue.text(", ".join(report.applied) or "none"),
+            "pgvector_version": dg.MetadataValue.text(report.pgvector_version),
+            "warehouse": dg.MetadataValue.text(redact_url(urls.warehouse)),
+            "embedded_server": dg.MetadataValue.bool(urls.embedded),
+            "ledger": dg.MetadataValue.md(table),
+            "duration_s": dg.MetadataValue.float(round(report.duration_s, 3)),
+        }
+    )

@@ -1,0 +1,1 @@
+"""The work itself, as plain functions and classes. Not autoloaded by Dagster."""

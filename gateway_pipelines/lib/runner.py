@@ -1,0 +1,136 @@
+"""Execute the platform's jobs on the Dagster instance and summarise what happened.
+
+Runs go through the instance configured in DAGSTER_HOME, so everything `gateway run` does shows
+in the UI afterwards: runs, materialisations, metadata and check results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+# (job name, partition) in execution order; "latest" means the newest daily partition.
+MAIN_SEQUENCE: tuple[tuple[str, str | None], ...] = (
+    ("platform_setup_job", None),
+    ("tmdb_daily_job", "latest"),
+)
+
+
+@dataclass
+class AssetLine:
+    asset: str
+    rows: int | None
+    detail: str
+
+
+@dataclass
+class CheckLine:
+    asset: str
+    check: str
+    passed: bool
+    blocking: bool
+
+
+@dataclass
+class JobSummary:
+    job: str
+    partition: str | None
+    run_id: str
+    success: bool
+    seconds: float
+    assets: list[AssetLine] = field(default_factory=list)
+    checks: list[CheckLine] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+_ROW_KEYS = ("dagster/row_count", "rows_written", "rows")
+_DETAIL_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected", "rows_embedded", "provider_calls")
+
+
+def _value(entry) -> object:
+    return getattr(entry, "value", entry)
+
+
+def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult, seconds: float) -> JobSummary:
+    summary = JobSummary(job, partition, result.run_id, result.success, seconds)
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        metadata = mat.metadata
+        rows = next((int(_value(metadata[k])) for k in _ROW_KEYS if k in metadata), None)
+        detail = ", ".join(f"{k.removeprefix('rows_')}={_value(metadata[k])}" for k in _DETAIL_KEYS if k in metadata)
+        summary.assets.append(AssetLine(mat.asset_key.to_user_string(), rows, detail))
+    for evaluation in result.get_asset_check_evaluations():
+        summary.checks.append(
+            CheckLine(
+                evaluation.asset_key.to_user_string(),
+                evaluation.check_name,
+                evaluation.passed,
+                bool(getattr(evaluation, "blocking", False)),
+            )
+        )
+    for event in result.all_events:
+        if event.event_type_value == "STEP_SKIPPED":
+            summary.skipped.append(event.step_key or "?")
+        if event.event_type_value == "STEP_FAILURE" and summary.error is None:
+            data = event.step_failure_data
+            summary.error = f"{event.step_key}: {data.error.message.strip() if data and data.error else 'failed'}"
+    return summary
+
+
+def run_jobs(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    sequence: Sequence[tuple[str, str | None]] = MAIN_SEQUENCE,
+    run_config: dict | None = None,
+    on_job=None,
+    log_level: str = "WARNING",
+) -> list[JobSummary]:
+    """Run each job in order; stop at the first failure, since later jobs read what it writes."""
+    summaries = []
+    for job_name, partition in sequence:
+        job = defs.resolve_job_def(job_name)
+        if partition == "latest":
+            partition = job.partitions_def.get_last_partition_key()
+        if on_job:
+            on_job(job_name, partition)
+        started = time.perf_counter()
+        config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, raise_on_error=False, run_config=config
+        )
+        summary = summarise(job_name, partition, result, time.perf_counter() - started)
+        summaries.append(summary)
+        if not summary.success:
+            break
+    return summaries
+
+
+def format_summary(summaries: Sequence[JobSummary], total_seconds: float) -> str:
+    lines = []
+    for s in summaries:
+        part = f" [{s.partition}]" if s.partition else ""
+        lines.append(f"{'✔' if s.success else '✘'} {s.job}{part}  {s.seconds:.1f}s  run {s.run_id[:8]}")
+        for a in s.assets:
+            rows = f"{a.rows:>8,} rows" if a.rows is not None else " " * 13
+            lines.append(f"    {a.asset:<28} {rows}  {a.detail}")
+        failed = [c for c in s.checks if not c.passed]
+        lines.append(f"    checks: {sum(c.passed for c in s.checks)} passed, {len(failed)} failed")
+        for c in failed:
+            lines.append(f"      ✘ {c.asset}:{c.check}{' (blocking)' if c.blocking else ''}")
+        if s.skipped:
+            lines.append(f"    skipped (blocked upstream): {', '.join(s.skipped)}")
+        if s.error:
+            lines.append(f"    error: {s.error}")
+    n_assets = sum(len(s.assets) for s in summaries)
+    n_checks = sum(len(s.checks) for s in summaries)
+    n_failed = sum(not c.passed for s in summaries for c in s.checks)
+    ok = all(s.success for s in summaries) and n_failed == 0
+    lines.append(
+        f"{'OK' if ok else 'FAILED'}: {n_assets} asset materialisations, {n_checks - n_failed}/{n_checks} checks "
+        f"passed, {total_seconds:.1f}s"
+    )
+    return "\n".join(lines)
