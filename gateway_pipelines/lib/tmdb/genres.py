@@ -1,0 +1,55 @@
+"""TMDB's official genre ids (stable; from /genre/movie/list and /genre/tv/list)."""
+
+from __future__ import annotations
+
+MOVIE_GENRES: dict[int, str] = {
+    28: "Action",
+    12: "Adventure",
+    16: "Animation",
+    35: "Comedy",
+    80: "Crime",
+    99: "Documentary",
+    18: "Drama",
+    10751: "Family",
+    14: "Fantasy",
+    36: "History",
+    27: "Horror",
+    10402: "Music",
+    9648: "Mystery",
+    10749: "Romance",
+    878: "Science Fiction",
+    10770: "TV Movie",
+    53: "Thriller",
+    10752: "War",
+    37: "Western",
+}
+
+TV_GENRES: dict[int, str] = {
+    10759: "Action & Adventure",
+    16: "Animation",
+    35: "Comedy",
+    80: "Crime",
+    99: "Documentary",
+    18: "Drama",
+    10751: "Family",
+    10762: "Kids",
+    9648: "Mystery",
+    10763: "News",
+    10764: "Reality",
+    10765: "Sci-Fi & Fantasy",
+    10766: "Soap",
+    10767: "Talk",
+    10768: "War & Politics",
+    37: "Western",
+}
+
+ALL_GENRE_IDS: tuple[int, ...] = tuple(sorted(set(MOVIE_GENRES) | set(TV_GENRES)))
+
+
+def genres_for(media_type: str) -> dict[int, str]:
+    """Genre id -> name table for 'movie' or 'tv'."""
+    if media_type == "movie":
+        return MOVIE_GENRES
+    if media_type == "tv":
+        return TV_GENRES
+    raise ValueError(f"media_type={media_type!r} is unknown; use 'movie' or 'tv'")

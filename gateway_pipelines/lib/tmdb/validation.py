@@ -1,0 +1,311 @@
+"""Validate TMDB title records into canonical payloads, or explain why not."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from .records import MEDIA_TYPES, Reject, SourceRecord, ValidTitle
+
+MAX_OVERVIEW_CHARS = 4000
+MAX_TITLE_CHARS = 500
+MAX_TAGLINE_CHARS = 1000
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# -- field types -------------------------------------------------------------------
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _int(value: Any) -> Any:
+    """Coerce CSV-style numbers ('162', '162.0') to int; refuse bools and fractions."""
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("is a boolean, expected a whole number")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError("is not a whole number") from None
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise ValueError("is not a whole number")
+    raise ValueError(f"is {_a(type(value).__name__)}, expected a whole number")
+
+
+def _float(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("is a boolean, expected a number")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError("is not a number") from None
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError("is not a finite number")
+        return float(value)
+    raise ValueError(f"is {_a(type(value).__name__)}, expected a number")
+
+
+def _text(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"is {_a(type(value).__name__)}, expected text")
+    return value.strip()
+
+
+def _date(value: Any) -> Any:
+    if isinstance(value, date):
+        return value.isoformat()
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"is {_a(type(value).__name__)}, expected a YYYY-MM-DD date or empty")
+    text = value.strip()
+    if not text:
+        return None
+    if not _DATE_RE.match(text):
+        raise ValueError("is not a YYYY-MM-DD date; fix it or leave it empty")
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError("is not a real calendar date; fix it or leave it empty") from None
+
+
+def _non_negative(value: Any) -> Any:
+    if value is not None and value < 0:
+        raise ValueError("is negative; it must be 0 or more")
+    return value
+
+
+def _positive(value: Any) -> Any:
+    if value is None or value <= 0:
+        raise ValueError("must be a positive integer TMDB id")
+    return value
+
+
+def _score(value: Any) -> Any:
+    if value is not None and not 0 <= value <= 10:
+        raise ValueError("is outside 0-10; TMDB scores are 0-10")
+    return value
+
+
+Int = Annotated[int | None, BeforeValidator(_int)]
+Count = Annotated[int | None, BeforeValidator(_int), AfterValidator(_non_negative)]
+Float = Annotated[float | None, BeforeValidator(_float)]
+Score = Annotated[float | None, BeforeValidator(_float), AfterValidator(_score)]
+Text = Annotated[str | None, BeforeValidator(_text)]
+Day = Annotated[str | None, BeforeValidator(_date)]
+TmdbId = Annotated[int | None, BeforeValidator(_int), AfterValidator(_positive)]
+
+
+class _Named(BaseModel):
+    """{id, name} items of genres and keywords."""
+
+    model_config = ConfigDict(extra="allow")
+    id: TmdbId
+    name: Text = None
+
+
+class _Keywords(BaseModel):
+    # Movies say {"keywords": [...]}, TV says {"results": [...]}: accept both.
+    model_config = ConfigDict(extra="allow")
+    keywords: list[_Named] | None = None
+    results: list[_Named] | None = None
+
+
+class _Title(BaseModel):
+    """Fields shared by movies and TV; everything else passes through untouched."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: TmdbId = None
+    overview: Text = None
+    tagline: Text = None
+    vote_average: Score = None
+    vote_count: Count = None
+    popularity: Float = None
+    genres: list[_Named] | None = None
+    keywords: _Keywords | None = None
+    original_language: Text = None
+    poster_path: Text = None
+    status: Text = None
+    adult: bool | None = None
+
+
+class MovieModel(_Title):
+    title: Text = None
+    original_title: Text = None
+    release_date: Day = None
+    runtime: Count = None
+    budget: Count = None
+    revenue: Count = None
+    video: bool | None = None
+
+
+class TVModel(_Title):
+    name: Text = None
+    original_name: Text = None
+    first_air_date: Day = None
+    last_air_date: Day = None
+    episode_run_time: list[Annotated[int, BeforeValidator(_int), AfterValidator(_non_negative)]] | None = None
+    number_of_seasons: Count = None
+    number_of_episodes: Count = None
+
+
+_MODELS: dict[str, type[_Title]] = {"movie": MovieModel, "tv": TVModel}
+# (display title field, fallback field) per media type
+_TITLE_FIELDS = {"movie": ("title", "original_title"), "tv": ("name", "original_name")}
+_KEYWORDS_KEY = {"movie": "keywords", "tv": "results"}
+
+
+# -- public ------------------------------------------------------------------------
+def content_hash(payload: dict) -> str:
+    """sha256 hex of the canonical JSON of payload (key order does not matter)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidTitle | Reject:
+    """Validate one source record: a ValidTitle with a clean payload, or a Reject naming the field."""
+    raw = rec.record
+
+    def reject(field: str, reason: str) -> Reject:
+        return Reject(source=source, partition=partition, record=jsonable(raw), field=field,
+                      reason=f"{reason} ({rec.ref})")
+
+    if not isinstance(raw, Mapping):
+        return reject("<record>", f"record is a {type(raw).__name__}, expected a JSON object; drop or fix it")
+    if "__malformed__" in raw:
+        line = raw.get("__line__")
+        where = f"line {line}" if line is not None else "the line"
+        return reject("<record>", f"{where} is not a JSON object ({str(raw['__malformed__'])[:120]!r}); "
+                                  "fix or delete it in the source file")
+    if rec.media_type not in MEDIA_TYPES:
+        return reject("media_type", f"media_type={rec.media_type!r} is unknown; the source must say 'movie' or 'tv'")
+
+    try:
+        model = _MODELS[rec.media_type].model_validate(dict(raw))
+    except ValidationError as exc:
+        field, reason = _explain(exc, raw)
+        return reject(field, reason)
+
+    if model.id is None:
+        return reject("id", "id is missing; every TMDB title needs its positive integer id")
+
+    # jsonable: the payload is hashed and stored as JSON, so nothing odd may pass through.
+    payload = jsonable(dict(raw))
+    payload.update(model.model_dump(exclude={"genres", "keywords", "id"}))
+    payload["id"] = model.id
+    payload["genres"] = _named_list(model.genres)
+    payload["keywords"] = _keywords(model.keywords, rec.media_type)
+
+    warnings: list[str] = []
+    display, fallback = _TITLE_FIELDS[rec.media_type]
+    if not payload.get(display):
+        if not payload.get(fallback):
+            return reject(display, f"{display} and {fallback} are both empty; give the title a name")
+        payload[display] = payload[fallback]
+        warnings.append(f"{display} was empty; used {fallback}")
+    for field, limit in ((display, MAX_TITLE_CHARS), (fallback, MAX_TITLE_CHARS),
+                         ("overview", MAX_OVERVIEW_CHARS), ("tagline", MAX_TAGLINE_CHARS)):
+        value = payload.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            payload[field] = value[:limit]
+            warnings.append(f"{field} truncated from {len(value)} to {limit} characters")
+
+    return ValidTitle(
+        tmdb_id=model.id,
+        media_type=rec.media_type,
+        payload=payload,
+        content_hash=content_hash(payload),
+        warnings=tuple(warnings),
+    )
+
+
+def dedupe_latest(items: Iterable[ValidTitle]) -> list[ValidTitle]:
+    """Keep the last ValidTitle per (media_type, id), in first-seen order."""
+    latest: dict[tuple[str, int], ValidTitle] = {}
+    for item in items:
+        # Assigning to an existing key keeps its original position.
+        latest[(item.media_type, item.tmdb_id)] = item
+    return list(latest.values())
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-safe copy: odd objects and non-finite floats become strings."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+# -- helpers -----------------------------------------------------------------------
+def _named_list(items: list[_Named] | None) -> list[dict] | None:
+    if items is None:
+        return None
+    return [item.model_dump() for item in items]
+
+
+def _keywords(kw: _Keywords | None, media_type: str) -> dict | None:
+    if kw is None:
+        return None
+    items = kw.keywords if kw.keywords is not None else kw.results
+    extra = {k: v for k, v in kw.model_dump(exclude={"keywords", "results"}).items()}
+    return {**extra, _KEYWORDS_KEY[media_type]: _named_list(items) or []}
+
+
+_TYPE_WORDS = {
+    "list_type": "is not a list; expected a JSON list of {id, name} objects",
+    "model_type": "is not a JSON object",
+    "model_attributes_type": "is not a JSON object",
+    "dict_type": "is not a JSON object",
+    "bool_type": "is not true/false",
+    "bool_parsing": "is not true/false",
+    "string_type": "is not text",
+    "missing": "is missing",
+}
+
+
+def _explain(exc: ValidationError, raw: Mapping) -> tuple[str, str]:
+    """Turn pydantic's first error into (top-level field, human reason)."""
+    err = exc.errors(include_url=False)[0]
+    loc = err.get("loc") or ()
+    field = str(loc[0]) if loc else "<record>"
+    path = ".".join(str(part) for part in loc) or field
+    value = err.get("input")
+    if err["type"] == "value_error":
+        msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
+    else:
+        msg = _TYPE_WORDS.get(err["type"], err["msg"].lower())
+    if "fix" not in msg:
+        msg += "; fix it in the source or drop the record"
+    if err["type"] == "missing":
+        return field, f"{path} {msg}"
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return field, f"{path}={shown} {msg}"
