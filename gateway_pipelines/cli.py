@@ -4,6 +4,9 @@
     gateway ui                  webserver + daemon on http://127.0.0.1:3000
     gateway db migrate | url    apply sql/ migrations | print the warehouse URL (password hidden)
     gateway status              what the warehouse holds
+    gateway ingest --source csv_dump --path tmdb_5000_movies.csv [--date YYYY-MM-DD]
+    gateway search "space heist with a rogue AI" [--genre 878] [--year 1990-2010] [--k 10]
+    gateway similar movie-100001
 """
 
 from __future__ import annotations
@@ -22,10 +25,26 @@ def _quiet() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.runner import MAIN_SEQUENCE
+
+    return _run_sequence(MAIN_SEQUENCE, log_level="WARNING")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.runner import ingest_sequence
+
+    if args.source in ("csv_dump", "export") and not args.path:
+        print(f"error: --source {args.source} needs --path FILE", file=sys.stderr)
+        return 2
+    path = os.path.abspath(args.path) if args.path else None
+    return _run_sequence(ingest_sequence(args.source, path, args.date), log_level="INFO")
+
+
+def _run_sequence(sequence, *, log_level: str) -> int:
     import dagster as dg
 
     from gateway_pipelines.lib.instance import bootstrap
-    from gateway_pipelines.lib.runner import MAIN_SEQUENCE, format_summary, run_jobs
+    from gateway_pipelines.lib.runner import format_summary, run_jobs
 
     started = time.perf_counter()
     paths, urls = bootstrap()
@@ -37,8 +56,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     summaries = run_jobs(
         definitions,
         instance,
-        MAIN_SEQUENCE,
+        sequence,
         on_job=lambda job, part: print(f"→ {job}{f' [{part}]' if part else ''} …", flush=True),
+        log_level=log_level,
     )
     print()
     print(format_summary(summaries, time.perf_counter() - started))
@@ -102,6 +122,78 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_filters(args: argparse.Namespace):
+    from gateway_pipelines.lib.vector_store.search import SearchFilters
+
+    year_min = year_max = None
+    if args.year:
+        low, sep, high = args.year.partition("-")
+        year_min = int(low) if low else None
+        year_max = int(high) if high else (None if sep else year_min)
+    return SearchFilters(
+        media_type=args.type,
+        genre_ids=tuple(args.genre or ()),
+        year_min=year_min,
+        year_max=year_max,
+        min_rating=args.min_rating,
+        language=args.language,
+    )
+
+
+def _print_hits(result) -> None:
+    print(f"{'#':>2}  {'id':<14} {'title':<44} {'year':>4} {'rating':>6} {'similarity':>10}")
+    for i, hit in enumerate(result.hits, 1):
+        print(
+            f"{i:>2}  {hit.id:<14} {hit.title[:44]:<44} {hit.year or '':>4} "
+            f"{(f'{hit.vote_average:.1f}' if hit.vote_average is not None else ''):>6} {hit.similarity:>10.3f}"
+        )
+    print(f"({len(result.hits)} results, {result.strategy}, ef_search={result.ef_search}, {result.latency_ms:.1f} ms)")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
+    from gateway_pipelines.lib.vector_store.search import search_by_text
+    from gateway_pipelines.lib.warehouse import connect, resolve_urls
+
+    embeddings = EmbeddingResource()
+    provider = embeddings.open()
+    with connect(resolve_urls().warehouse) as conn:
+        result = search_by_text(
+            conn, args.query, provider, k=args.k, filters=_search_filters(args), weights=embeddings.weights(),
+            ef_search=VectorSearchResource().ef_search,
+        )
+        conn.commit()
+    _print_hits(result)
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
+    from gateway_pipelines.lib.vector_store.search import similar
+    from gateway_pipelines.lib.warehouse import connect, resolve_urls
+
+    with connect(resolve_urls().warehouse) as conn:
+        try:
+            result = similar(conn, args.content_key, k=args.k, filters=_search_filters(args),
+                             ef_search=VectorSearchResource().ef_search)
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return 2
+        conn.commit()
+    _print_hits(result)
+    return 0
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--k", type=int, default=10, help="how many results (default 10)")
+    parser.add_argument("--genre", type=int, action="append", help="TMDB genre id; repeat for any-of")
+    parser.add_argument("--year", help="YYYY or YYYY-YYYY")
+    parser.add_argument("--type", choices=["movie", "tv"], help="media type")
+    parser.add_argument("--min-rating", type=float, help="minimum vote average (0-10)")
+    parser.add_argument("--language", help="original language, e.g. en")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     sub.add_parser("status", help="row counts of the main tables").set_defaults(func=cmd_status)
+
+    ingest = sub.add_parser("ingest", help="ingest one TMDB source through Dagster, then embed and index")
+    ingest.add_argument("--source", choices=["sample", "csv_dump", "export", "api"], default="sample")
+    ingest.add_argument("--path", help="the file, for csv_dump and export")
+    ingest.add_argument("--date", help="partition YYYY-MM-DD (default: the newest)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = sub.add_parser("search", help="semantic search over the catalogue")
+    search.add_argument("query")
+    _add_filters(search)
+    search.set_defaults(func=cmd_search)
+
+    sim = sub.add_parser("similar", help="titles similar to one title")
+    sim.add_argument("content_key", help="e.g. movie-100001")
+    _add_filters(sim)
+    sim.set_defaults(func=cmd_similar)
     return parser
 
 

@@ -16,3 +16,9 @@ tmdb_daily_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="One day of TMDB titles into raw, then the dbt models over that window.",
 )
+
+content_vectors_job = dg.define_asset_job(
+    "content_vectors_job",
+    selection=dg.AssetSelection.groups("embeddings", "vector_store"),
+    description="Embed what changed in dim_content, sync the serving table, build the index, prove recall.",
+)

@@ -7,7 +7,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from gateway_pipelines.defs.analytics.project import dbt_project
+from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
+from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 
@@ -24,5 +26,7 @@ def resources() -> dg.Definitions:
             "warehouse": WarehouseResource(),
             "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
             "tmdb": TMDBResource(),
+            "embeddings": EmbeddingResource(),
+            "vector_search": VectorSearchResource(),
         }
     )

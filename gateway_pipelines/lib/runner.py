@@ -12,11 +12,30 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-# (job name, partition) in execution order; "latest" means the newest daily partition.
-MAIN_SEQUENCE: tuple[tuple[str, str | None], ...] = (
-    ("platform_setup_job", None),
-    ("tmdb_daily_job", "latest"),
+
+
+@dataclass(frozen=True)
+class JobStep:
+    job: str
+    partition: str | None = None  # "latest": the newest daily partition
+    run_config: dict | None = None
+
+
+MAIN_SEQUENCE: tuple[JobStep, ...] = (
+    JobStep("platform_setup_job"),
+    JobStep("tmdb_daily_job", "latest"),
+    JobStep("content_vectors_job"),
 )
+
+
+def ingest_sequence(source: str, path: str | None, day: str | None) -> tuple[JobStep, ...]:
+    """`gateway ingest`: the schema, one partition of titles with dbt, then vectors."""
+    config = {"source": source, **({"path": path} if path else {})}
+    return (
+        JobStep("platform_setup_job"),
+        JobStep("tmdb_daily_job", day or "latest", {"ops": {"tmdb_titles": {"config": config}}}),
+        JobStep("content_vectors_job"),
+    )
 
 
 @dataclass
@@ -84,21 +103,21 @@ def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult
 def run_jobs(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    sequence: Sequence[tuple[str, str | None]] = MAIN_SEQUENCE,
-    run_config: dict | None = None,
+    sequence: Sequence[JobStep] = MAIN_SEQUENCE,
     on_job=None,
     log_level: str = "WARNING",
 ) -> list[JobSummary]:
     """Run each job in order; stop at the first failure, since later jobs read what it writes."""
     summaries = []
-    for job_name, partition in sequence:
+    for step in sequence:
+        job_name, partition = step.job, step.partition
         job = defs.resolve_job_def(job_name)
         if partition == "latest":
             partition = job.partitions_def.get_last_partition_key()
         if on_job:
             on_job(job_name, partition)
         started = time.perf_counter()
-        config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(run_config or {})}
+        config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(step.run_config or {})}
         result = job.execute_in_process(
             instance=instance, partition_key=partition, raise_on_error=False, run_config=config
         )

@@ -4,7 +4,7 @@ import dagster as dg
 
 from gateway_pipelines.defs.tmdb.partitions import daily_partitions
 from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
-from gateway_pipelines.lib.tmdb.raw_store import PREVIEW_SQL, ingest, upsert_genres
+from gateway_pipelines.lib.tmdb.raw_store import PREVIEW_SQL, SHAPE_SQL, ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
@@ -15,6 +15,11 @@ class TitlesConfig(dg.Config):
     source: str | None = None  # sample | csv_dump | export | api; default TMDB_SOURCE, else sample
     path: str | None = None  # the file for csv_dump and export
     seed: int = 7  # the sample catalogue's seed
+    max_reject_ratio: float = 0.05  # the blocking gate: more rejects than this stops dbt and embeddings
+
+
+REJECT_RATIO_CHECK = "reject_ratio_below_threshold"
+PAYLOAD_SHAPE_CHECK = "payloads_have_expected_shape"
 
 
 @dg.asset(
@@ -54,6 +59,12 @@ def tmdb_genres(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     deps=["warehouse_schema"],
     retry_policy=TMDB_RETRY,
     pool="tmdb_api",
+    check_specs=[
+        dg.AssetCheckSpec(REJECT_RATIO_CHECK, asset="tmdb_titles", blocking=True,
+                          description="Rejected records stay under max_reject_ratio of what the source sent."),
+        dg.AssetCheckSpec(PAYLOAD_SHAPE_CHECK, asset="tmdb_titles", blocking=True,
+                          description="Every stored payload of the partition has an id, a title and a genre list."),
+    ],
     description="TMDB titles that changed on the partition's day, upserted into raw.tmdb_titles; "
     "invalid records go to raw.tmdb_rejects with the field and the reason.",
 )
@@ -73,11 +84,30 @@ def tmdb_titles(
             "SELECT count(*) FROM raw.tmdb_titles WHERE partition_date = %s", (partition,)
         ).fetchone()[0]
         preview = conn.execute(PREVIEW_SQL, (partition, 10)).fetchall()
+        bad_shape = conn.execute(SHAPE_SQL, (partition,)).fetchall()
     context.log.info(
         f"{name}: {report.records_in} read, {report.inserted} inserted, {report.updated} updated, "
         f"{report.unchanged} unchanged, {report.rejected} rejected, {report.missing} missing"
     )
+    ratio_ok = report.reject_ratio <= config.max_reject_ratio
+    checks = [
+        dg.AssetCheckResult(
+            check_name=REJECT_RATIO_CHECK,
+            passed=ratio_ok,
+            description=f"{report.rejected} of {report.valid + report.rejected} records rejected "
+            f"({report.reject_ratio:.1%}; limit {config.max_reject_ratio:.1%})",
+            metadata={"reject_ratio": round(report.reject_ratio, 4), "rejected": report.rejected,
+                      "by_field": dg.MetadataValue.json(report.reject_reasons)},
+        ),
+        dg.AssetCheckResult(
+            check_name=PAYLOAD_SHAPE_CHECK,
+            passed=not bad_shape,
+            description="all payloads well-formed" if not bad_shape else f"{len(bad_shape)} malformed payloads",
+            metadata={"malformed_examples": dg.MetadataValue.json([f"{m}-{i}" for m, i in bad_shape[:20]])},
+        ),
+    ]
     return dg.MaterializeResult(
+        check_results=checks,
         metadata={
             "dagster/row_count": int(in_partition),
             "source": name,

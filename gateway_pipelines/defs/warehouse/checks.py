@@ -25,12 +25,7 @@ def warehouse_schema_matches_contract(warehouse: WarehouseResource) -> dg.AssetC
             "tables_declared": len(contract.tables),
             "signatures_declared": len(contract.signatures),
             "missing": dg.MetadataValue.json(missing),
-            "expectations": dg.MetadataValue.md(_md(outcome.summary_rows())),
+            "expectations": dg.MetadataValue.md(outcome.markdown()),
         },
     )
 
-
-def _md(rows: list[dict]) -> str:
-    lines = ["| expectation | success | details |", "|---|---|---|"]
-    lines += [f"| {r['expectation']} | {'✅' if r['success'] else '❌'} | {r['details']} |" for r in rows]
-    return "\n".join(lines)

@@ -37,6 +37,15 @@ class SuiteOutcome:
     def failed(self) -> list[ExpectationOutcome]:
         return [o for o in self.outcomes if not o.success]
 
+    def markdown(self) -> str:
+        """The outcome as a table for Dagster metadata."""
+        lines = ["| expectation | column | ok | details |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['expectation']} | {r['column']} | {'✅' if r['success'] else '❌'} | {r['details']} |"
+            for r in self.summary_rows()
+        ]
+        return "\n".join(lines)
+
     def summary_rows(self) -> list[dict[str, Any]]:
         return [
             {"expectation": o.expectation, "column": o.column or "", "success": o.success, "details": _short(o.details)}

@@ -184,3 +184,16 @@ WHERE partition_date = %s
 ORDER BY (payload->>'popularity')::float DESC NULLS LAST
 LIMIT %s
 """
+
+# Payloads of a partition that lack what every downstream model reads.
+SHAPE_SQL = """
+SELECT media_type, id
+FROM raw.tmdb_titles
+WHERE partition_date = %s
+  AND NOT (
+        jsonb_typeof(payload->'id') = 'number'
+    AND coalesce(payload->>'title', payload->>'name', '') <> ''
+    AND jsonb_typeof(coalesce(payload->'genres', '[]'::jsonb)) = 'array'
+  )
+LIMIT 100
+"""

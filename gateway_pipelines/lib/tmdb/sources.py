@@ -76,7 +76,7 @@ class ExportSource:
         self.missing: list[Reject] = []
 
     def records(self, partition: date) -> Iterator[SourceRecord]:
-        self.missing = []
+        self.missing.clear()  # clear in place: callers hold this list while records stream
         for n, obj in iter_export_lines(self.path):
             if not keep_export_entry(obj, include_adult=self.include_adult, include_video=self.include_video):
                 continue
@@ -109,7 +109,7 @@ class ApiSource:
         self.missing: list[Reject] = []
 
     def records(self, partition: date) -> Iterator[SourceRecord]:
-        self.missing = []
+        self.missing.clear()  # clear in place: callers hold this list while records stream
         for media_type in self.media_types:
             for tmdb_id in self._ids(media_type, partition):
                 details = self.client.details(media_type, tmdb_id)

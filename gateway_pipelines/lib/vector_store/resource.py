@@ -1,0 +1,28 @@
+"""Index and search parameters, one place for the asset, its checks and the CLI."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+
+class VectorSearchResource(dg.ConfigurableResource):
+    """HNSW build parameters (m, ef_construction), the serving `ef_search`, and the recall gate."""
+
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 100
+    maintenance_work_mem: str = "1GB"
+    parallel_workers: int = 2
+    bulk_fraction: float = 0.2  # more changed rows than this (share of the table) rebuilds the index
+    recall_queries: int = 100
+    min_recall: float = 0.95
+
+    def index_config(self):
+        from gateway_pipelines.lib.vector_store.loader import IndexConfig
+
+        return IndexConfig(
+            m=self.m,
+            ef_construction=self.ef_construction,
+            maintenance_work_mem=self.maintenance_work_mem,
+            parallel_workers=self.parallel_workers,
+        )

@@ -1,0 +1,61 @@
+"""The landing sensor launches one run per file (name + checksum), and the API schedule needs a key."""
+
+import gzip
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+
+from gateway_pipelines.defs.tmdb.schedules import tmdb_api_daily
+from gateway_pipelines.defs.tmdb.sensors import tmdb_landing_sensor
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tmdb"
+
+
+def _evaluate(cursor=None):
+    with dg.DagsterInstance.ephemeral() as instance:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor)
+        return tmdb_landing_sensor(context)
+
+
+def test_landing_sensor_fires_once_per_file(platform, monkeypatch, tmp_path):
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+    landing = tmp_path / "landing" / "tmdb"
+    landing.mkdir(parents=True)
+
+    assert isinstance(_evaluate(), dg.SkipReason)
+
+    shutil.copy(FIXTURES / "tmdb_5000_movies_sample.csv", landing / "tmdb_5000_movies.csv")
+    shutil.copy(FIXTURES / "movie_ids_01_15_2025.json.gz", landing / "movie_ids_03_02_2026.json.gz")
+    (landing / "notes.txt").write_text("ignored")
+    first = _evaluate()
+    assert isinstance(first, dg.SensorResult)
+    by_source = {r.tags["gateway/source"]: r for r in first.run_requests}
+    assert set(by_source) == {"csv_dump", "export"}
+    assert by_source["export"].partition_key == "2026-03-02"  # the export's own date
+    config = by_source["csv_dump"].run_config["ops"]["tmdb_titles"]["config"]
+    assert config["source"] == "csv_dump" and config["path"].endswith("tmdb_5000_movies.csv")
+
+    # the next tick sees the same files: nothing new
+    second = _evaluate(first.cursor)
+    assert isinstance(second, dg.SkipReason)
+
+    # a corrected file with the same name is new content: one more run, keyed by the new checksum
+    (landing / "tmdb_5000_movies.csv").write_text((FIXTURES / "tmdb_5000_movies_sample.csv").read_text() + "\n")
+    third = _evaluate(first.cursor)
+    assert [r.tags["gateway/file"] for r in third.run_requests] == ["tmdb_5000_movies.csv"]
+    assert third.run_requests[0].run_key != by_source["csv_dump"].run_key
+
+
+def test_api_schedule_skips_without_a_key_and_targets_yesterday_with_one(monkeypatch):
+    when = datetime(2026, 3, 10, 3, 0, tzinfo=timezone.utc)
+    monkeypatch.delenv("TMDB_API_KEY", raising=False)
+    monkeypatch.delenv("TMDB_READ_TOKEN", raising=False)
+    skipped = tmdb_api_daily(dg.build_schedule_context(scheduled_execution_time=when))
+    assert isinstance(skipped, dg.SkipReason) and "TMDB_API_KEY" in skipped.skip_message
+    monkeypatch.setenv("TMDB_API_KEY", "k")
+    request = tmdb_api_daily(dg.build_schedule_context(scheduled_execution_time=when))
+    assert request.partition_key == "2026-03-09"
+    assert request.run_config["ops"]["tmdb_titles"]["config"]["source"] == "api"
