@@ -121,7 +121,7 @@ def ingest(
         "COPY tmdb_titles_stage (seq, id, media_type, payload, content_hash) FROM STDIN"
     ) as copy:
         for seq, item in enumerate(_validated(records, source, report.partition, report, rejects)):
-            copy.write_row((seq, item.tmdb_id, item.media_type, _json(item.payload), item.content_hash))
+            copy.write_row((seq, item.tmdb_id, item.media_type, item.payload_json or _json(item.payload), item.content_hash))
     distinct, inserted, updated = conn.execute(
         MERGE_SQL, {"source": source, "partition": partition}
     ).fetchone()

@@ -25,6 +25,7 @@ class ValidTitle:
     payload: dict
     content_hash: str  # sha256 hex of the canonical JSON of payload
     warnings: tuple[str, ...] = ()
+    payload_json: str = ""  # that canonical JSON, so the loader does not encode it again
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from .records import MEDIA_TYPES, Reject, SourceRecord, ValidTitle
@@ -178,10 +179,14 @@ _KEYWORDS_KEY = {"movie": "keywords", "tv": "results"}
 
 
 # -- public ------------------------------------------------------------------------
+def canonical_json(payload: dict) -> bytes:
+    """Compact UTF-8 JSON with sorted keys: what is hashed and what is stored."""
+    return orjson.dumps(payload, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
 def content_hash(payload: dict) -> str:
     """sha256 hex of the canonical JSON of payload (key order does not matter)."""
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
 def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidTitle | Reject:
@@ -211,8 +216,8 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
     if model.id is None:
         return reject("id", "id is missing; every TMDB title needs its positive integer id")
 
-    # jsonable: the payload is hashed and stored as JSON, so nothing odd may pass through.
-    payload = jsonable(dict(raw))
+    # The payload is hashed and stored as JSON, so nothing odd may pass through.
+    payload = _json_safe_copy(raw)
     payload.update(model.model_dump(exclude={"genres", "keywords", "id"}))
     payload["id"] = model.id
     payload["genres"] = _named_list(model.genres)
@@ -232,12 +237,14 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
             payload[field] = value[:limit]
             warnings.append(f"{field} truncated from {len(value)} to {limit} characters")
 
+    encoded = canonical_json(payload)
     return ValidTitle(
         tmdb_id=model.id,
         media_type=rec.media_type,
         payload=payload,
-        content_hash=content_hash(payload),
+        content_hash=hashlib.sha256(encoded).hexdigest(),
         warnings=tuple(warnings),
+        payload_json=encoded.decode("utf-8"),
     )
 
 
@@ -248,6 +255,21 @@ def dedupe_latest(items: Iterable[ValidTitle]) -> list[ValidTitle]:
         # Assigning to an existing key keeps its original position.
         latest[(item.media_type, item.tmdb_id)] = item
     return list(latest.values())
+
+
+def _json_safe_copy(raw: Mapping) -> dict:
+    """A top-level copy of `raw` that is safe to store as JSON.
+
+    Records parsed from JSON or CSV already are, and the C encoder proves it far faster than a
+    recursive walk; only records holding odd objects or NaN pay for `jsonable`.
+    """
+    try:
+        json.dumps(raw, allow_nan=False)
+    except (TypeError, ValueError):
+        return jsonable(dict(raw))
+    if all(isinstance(k, str) for k in raw):
+        return dict(raw)
+    return jsonable(dict(raw))
 
 
 def jsonable(value: Any) -> Any:
