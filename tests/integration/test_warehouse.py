@@ -102,3 +102,16 @@ def test_url_helpers_round_trip():
     assert env["GATEWAY_PG_HOST"] == "db.example" and env["GATEWAY_PG_PORT"] == "6543"
     socket_env = wh.dbt_env("postgresql://postgres:@/gateway?host=/tmp/x/pg")
     assert socket_env["GATEWAY_PG_HOST"] == "/tmp/x/pg" and socket_env["GATEWAY_PG_DATABASE"] == "gateway"
+
+
+def test_embedded_server_that_cannot_start_says_why_and_how_to_fix(tmp_path):
+    from gateway_pipelines.lib.state import StatePaths
+
+    paths = StatePaths(tmp_path / "home")
+    paths.home.mkdir(parents=True)
+    paths.pgdata.write_text("not a directory")  # the data folder is occupied by a file
+    with pytest.raises(wh.WarehouseError) as info:
+        wh.start_embedded(paths)
+    message = str(info.value)
+    assert str(paths.pgdata) in message
+    assert "DATABASE_URL" in message and "Fixes:" in message
