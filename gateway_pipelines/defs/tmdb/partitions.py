@@ -8,7 +8,7 @@ DEFAULT_START = "2026-01-01"
 
 
 def tmdb_start_date() -> str:
-    return os.environ.get("GATEWAY_TMDB_START_DATE", DEFAULT_START)
+    return os.environ.get("GATEWAY_TMDB_START_DATE") or DEFAULT_START
 
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=tmdb_start_date(), timezone="UTC", end_offset=1)

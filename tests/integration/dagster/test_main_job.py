@@ -1,0 +1,92 @@
+"""The whole platform through Dagster, twice: the first run builds everything, the second changes nothing."""
+
+import dagster as dg
+import pytest
+
+from gateway_pipelines.lib.runner import MAIN_SEQUENCE, format_summary, run_jobs
+from gateway_pipelines.lib.warehouse import connect
+
+
+def _metadata(summary_list, asset):
+    for s in summary_list:
+        for a in s.assets:
+            if a.asset == asset:
+                return a
+    raise AssertionError(f"{asset} was not materialised")
+
+
+def _mat_metadata(instance, asset, run_id):
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=50).records
+    for record in records:
+        if record.run_id == run_id:
+            return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
+    raise AssertionError(f"no materialisation of {asset} in run {run_id}")
+
+
+@pytest.fixture(scope="module")
+def two_runs(platform):
+    from gateway_pipelines.definitions import defs
+
+    definitions = defs()
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = run_jobs(definitions, instance, MAIN_SEQUENCE)
+        with connect(platform[1].warehouse) as conn:
+            snapshot = conn.execute(
+                "SELECT count(*), max(fetched_at) FROM raw.tmdb_titles"
+            ).fetchone(), conn.execute(
+                "SELECT count(*), max(updated_at) FROM vectors.content_vectors"
+            ).fetchone()
+        second = run_jobs(definitions, instance, MAIN_SEQUENCE)
+        meta = {
+            run: {
+                asset: _mat_metadata(instance, asset, summary.run_id)
+                for summary in summaries
+                for asset in [a.asset for a in summary.assets]
+            }
+            for run, summaries in (("first", first), ("second", second))
+        }
+    return first, second, snapshot, meta
+
+
+def test_first_run_builds_everything_with_all_checks_green(two_runs):
+    first, _, _, meta = two_runs
+    print(format_summary(first, 0))
+    assert [s.success for s in first] == [True] * len(MAIN_SEQUENCE)
+    failed = [(c.asset, c.check) for s in first for c in s.checks if not c.passed]
+    assert failed == []
+    assert meta["first"]["tmdb_titles"]["rows_inserted"] == 2500
+    assert meta["first"]["content_embeddings"]["rows_embedded"] == 2500
+    assert meta["first"]["content_vectors"]["dagster/row_count"] == 2500
+    assert meta["first"]["content_vectors"]["index_valid"] is True
+
+
+def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
+    _, second, snapshot, meta = two_runs
+    assert all(s.success for s in second)
+    titles, embeddings, vectors = (meta["second"][a] for a in ("tmdb_titles", "content_embeddings", "content_vectors"))
+    assert (titles["rows_inserted"], titles["rows_updated"], titles["rows_unchanged"]) == (0, 0, 2500)
+    assert embeddings["rows_embedded"] == 0 and embeddings["provider_calls"] == 0
+    assert (vectors["rows_inserted"], vectors["rows_updated"], vectors["rows_deleted"]) == (0, 0, 0)
+    assert vectors["index_rebuilt"] is False
+    with connect(platform[1].warehouse) as conn:
+        after = conn.execute("SELECT count(*), max(fetched_at) FROM raw.tmdb_titles").fetchone(), conn.execute(
+            "SELECT count(*), max(updated_at) FROM vectors.content_vectors"
+        ).fetchone()
+    assert after == snapshot
+
+
+def test_search_finds_the_space_heist(two_runs, platform):
+    from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+    from gateway_pipelines.lib.vector_store.search import SearchFilters, search_by_text
+
+    embeddings = EmbeddingResource()
+    with connect(platform[1].warehouse) as conn:
+        result = search_by_text(conn, "space heist with a rogue AI", embeddings.open(), k=10,
+                                filters=SearchFilters(genre_ids=(878,)), weights=embeddings.weights())
+        conn.commit()
+        logged = conn.execute("SELECT count(*) FROM vectors.vector_search_logs").fetchone()[0]
+    titles = [h.title for h in result.hits]
+    assert len(result.hits) == 10
+    assert "Vault of Stars" in titles[:3], titles
+    assert all(878 in h.genre_ids for h in result.hits)
+    assert logged >= 1
