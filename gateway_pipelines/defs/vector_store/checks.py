@@ -8,9 +8,9 @@ from gateway_pipelines.lib.warehouse import WarehouseResource
 VECTOR_HEALTH_SQL = """
 SELECT count(*),
        count(*) FILTER (WHERE vector_dims(vector) <> 768),
-       count(*) FILTER (WHERE abs(l2_norm(vector) - 1) > 1e-3),
-       count(*) FILTER (WHERE l2_norm(vector) = 'NaN'::float8),
-       min(l2_norm(vector)), max(l2_norm(vector))
+       count(*) FILTER (WHERE abs(vector_norm(vector) - 1) > 1e-3),
+       count(*) FILTER (WHERE vector_norm(vector) = 'NaN'::float8),
+       min(vector_norm(vector)), max(vector_norm(vector))
 FROM vectors.content_vectors
 """
 

