@@ -37,9 +37,9 @@ RUN pip install --no-deps -e .
 RUN dbt parse --project-dir dbt --profiles-dir dbt --target gateway \
     && test -f dbt/target/manifest.json
 
-# The Dagster instance: the committed dagster.yaml, which reads DAGSTER_PG_URL at start-up.
+# The Dagster instance: the committed deploy/dagster.yaml, which reads DAGSTER_PG_URL at start-up.
 RUN mkdir -p "$DAGSTER_HOME" "$GATEWAY_HOME" \
-    && cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+    && cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 # Not root. dbt writes target/ and logs/ inside the project at run time; Dagster writes compute
 # logs under $DAGSTER_HOME/storage; the platform keeps models and landing files in $GATEWAY_HOME.

@@ -80,6 +80,58 @@ def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.asarray(values), p))
 
 
+def concurrent_qps(workers: list, queries: np.ndarray) -> float:
+    """Queries/s with one thread per worker (a callable taking one query), each taking every n-th query."""
+    import threading
+
+    barrier = threading.Barrier(len(workers) + 1)
+    errors: list[BaseException] = []
+
+    def run(worker, part: np.ndarray) -> None:
+        barrier.wait()
+        try:
+            for q in part:
+                worker(q)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w, queries[i :: len(workers)])) for i, w in enumerate(workers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return len(queries) / elapsed
+
+
+def pg_concurrent(url: str, queries: np.ndarray, clients: int) -> dict[int, float]:
+    """Index-path QPS with `clients` connections querying at once, per ef_search."""
+    from gateway_pipelines.lib.vector_store.search import SearchFilters, hnsw_query
+    from gateway_pipelines.lib.warehouse import connect
+
+    where, _ = SearchFilters().where()
+    query = hnsw_query(where, K, relaxed=False)
+    conns = [connect(url, autocommit=True) for _ in range(clients)]
+    out = {}
+    try:
+        for ef in EF_VALUES:
+            for c in conns:
+                c.execute(f"SET hnsw.ef_search = {int(ef)}")
+                c.execute("SET enable_sort = off")
+                for q in queries[:5]:
+                    c.execute(query, {"q": q}).fetchall()
+            workers = [lambda q, c=c: c.execute(query, {"q": q}).fetchall() for c in conns]
+            out[ef] = round(concurrent_qps(workers, queries), 1)
+    finally:
+        for c in conns:
+            c.close()
+    return out
+
+
 # --------------------------------------------------------------------------- server
 
 
@@ -142,30 +194,44 @@ def stop_server(home: Path) -> None:
 # --------------------------------------------------------------------------- pgvector parts
 
 
+def _autovacuum(conn, tables: tuple[str, ...], enabled: bool) -> None:
+    for table in tables:
+        conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = {enabled}, toast.autovacuum_enabled = {enabled})")
+    conn.commit()
+
+
 def bench_load(conn, rows: list[tuple], rounds: int) -> dict[str, Any]:
+    """raw COPY vs the loader's two paths, interleaved rounds in rotating order, a CHECKPOINT before
+    each; autovacuum off on both tables meanwhile (otherwise the vacuum of one round's 300 MB runs
+    during the next round and muddles both)."""
     from gateway_pipelines.lib.vector_store import copy_merge_embeddings, raw_binary_copy
 
+    tables = ("public.raw_copy_baseline", "vectors.content_embeddings")
     conn.execute("CREATE TABLE IF NOT EXISTS public.raw_copy_baseline (LIKE vectors.content_embeddings INCLUDING ALL)")
-    conn.commit()
-    raw_s, pipe_s = [], []
-    report = None
+    _autovacuum(conn, tables, False)
+    sentinel = [("sentinel-0", rows[0][1], "bench-model", "sentinel")]
+    seconds: dict[str, list[float]] = {"raw": [], "direct": [], "staged": []}
+    split = {}
+    kinds = list(seconds)
     for r in range(rounds):
-        for kind in ("raw", "pipeline"):
+        # rotate the order: whichever runs first after the checkpoint is slower (WAL segments, caches)
+        for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:
             conn.execute("TRUNCATE public.raw_copy_baseline, vectors.content_embeddings")
             conn.commit()
+            if kind == "staged":  # one row already there: the load must stage and merge
+                copy_merge_embeddings(conn, sentinel)
             conn.execute("CHECKPOINT")
             conn.commit()
             t0 = time.perf_counter()
             if kind == "raw":
                 raw_binary_copy(conn, "public.raw_copy_baseline", rows)
-                raw_s.append(time.perf_counter() - t0)
             else:
                 report = copy_merge_embeddings(conn, rows)
-                pipe_s.append(time.perf_counter() - t0)
-                assert report.inserted == len(rows), report
-            log(f"load round {r + 1} {kind}: {len(rows) / (time.perf_counter() - t0):,.0f} rows/s")
-    raw_rate = len(rows) / statistics.median(raw_s)
-    pipe_rate = len(rows) / statistics.median(pipe_s)
+                assert report.inserted == len(rows) and report.path == kind, report
+                split[kind] = {"copy_s": round(report.copy_seconds, 3), "merge_s": round(report.merge_seconds, 3)}
+            seconds[kind].append(time.perf_counter() - t0)
+            log(f"load round {r + 1} {kind}: {len(rows) / seconds[kind][-1]:,.0f} rows/s")
+    rate = {kind: len(rows) / statistics.median(s) for kind, s in seconds.items()}
     # the same rows again: nothing to write
     t0 = time.perf_counter()
     again = copy_merge_embeddings(conn, rows)
@@ -177,21 +243,25 @@ def bench_load(conn, rows: list[tuple], rounds: int) -> dict[str, Any]:
     upd = copy_merge_embeddings(conn, changed)
     update_s = time.perf_counter() - t0
     assert upd.updated == len(rows), upd
-    copy_merge_embeddings(conn, rows)  # back to the first version for the rest of the bench
+    conn.execute("TRUNCATE vectors.content_embeddings")
+    conn.commit()
+    copy_merge_embeddings(conn, rows)  # the first version, for the rest of the bench
     conn.execute("DROP TABLE public.raw_copy_baseline")
     conn.commit()
+    _autovacuum(conn, tables[1:], True)
     return {
         "rows": len(rows),
         "rounds": rounds,
-        "raw_copy_rows_per_s": round(raw_rate),
-        "pipeline_rows_per_s": round(pipe_rate),
-        "pipeline_over_raw": round(pipe_rate / raw_rate, 3),
-        "pipeline_split_last_round_s": {"copy_to_stage": round(report.copy_seconds, 3),
-                                        "merge": round(report.merge_seconds, 3)},
-        "raw_copy_s": [round(s, 3) for s in raw_s],
-        "pipeline_s": [round(s, 3) for s in pipe_s],
+        "raw_copy_rows_per_s": round(rate["raw"]),
+        "pipeline_rows_per_s": round(rate["direct"]),
+        "pipeline_over_raw": round(rate["direct"] / rate["raw"], 3),
+        "staged_insert_rows_per_s": round(rate["staged"]),
+        "staged_insert_over_raw": round(rate["staged"] / rate["raw"], 3),
+        "split_last_round": split,
+        "seconds": {kind: [round(x, 3) for x in s] for kind, s in seconds.items()},
         "reload_unchanged_rows_per_s": round(len(rows) / reload_s),
         "reload_all_changed_rows_per_s": round(len(rows) / update_s),
+        "reload_all_changed_over_raw": round(len(rows) / update_s / rate["raw"], 3),
     }
 
 
@@ -269,7 +339,7 @@ def bench_filtered(conn, x: np.ndarray, keys: list[str], special: np.ndarray, qu
 
 
 def bench_chroma(x: np.ndarray, keys: list[str], queries: np.ndarray, truth: np.ndarray, workdir: Path,
-                 m: int, ef_construction: int) -> dict[str, Any]:
+                 m: int, ef_construction: int, clients: int) -> dict[str, Any]:
     try:
         import chromadb
         from chromadb.api.client import SharedSystemClient
@@ -310,8 +380,12 @@ def bench_chroma(x: np.ndarray, keys: list[str], queries: np.ndarray, truth: np.
             got = {key_index[k] for k in res["ids"][0]}
             recalls.append(len(got & set(truth[i].tolist())) / K)
         total = time.perf_counter() - t_all
+        qps_n = concurrent_qps(
+            [lambda q: collection.query(query_embeddings=q[None, :], n_results=K, include=[])] * clients, queries
+        )
         points.append({"ef_search": ef, "recall": round(float(np.mean(recalls)), 4), "p50_ms": round(pct(lat, 50), 3),
-                       "p99_ms": round(pct(lat, 99), 3), "qps": round(len(queries) / total, 1)})
+                       "p99_ms": round(pct(lat, 99), 3), "qps": round(len(queries) / total, 1),
+                       f"qps_{clients}_clients": round(qps_n, 1)})
         log(f"chroma ef {ef}: recall {np.mean(recalls):.3f} p50 {pct(lat, 50):.2f} ms")
     return {"version": chromadb.__version__, "client": "PersistentClient (in-process)", "max_batch_size": batch,
             "hnsw": {"space": "cosine", "max_neighbors": m, "ef_construction": ef_construction},
@@ -325,9 +399,13 @@ def compare(pg_points: list[dict], chroma_points: list[dict], target: float = 0.
         # the cheapest pgvector setting that reaches Chroma's recall (within 0.005), else the most accurate one
         reach = [p for p in pg_points if p["recall"] >= c["recall"] - 0.005]
         p = min(reach, key=lambda p: p["ef_search"]) if reach else max(pg_points, key=lambda p: p["recall"])
-        pairs.append({"chroma_ef": c["ef_search"], "chroma_recall": c["recall"], "chroma_qps": c["qps"],
-                      "pgvector_ef": p["ef_search"], "pgvector_recall": p["recall"], "pgvector_qps": p["qps"],
-                      "qps_ratio": round(p["qps"] / c["qps"], 2)})
+        pair = {"chroma_ef": c["ef_search"], "chroma_recall": c["recall"], "chroma_qps": c["qps"],
+                "pgvector_ef": p["ef_search"], "pgvector_recall": p["recall"], "pgvector_qps": p["qps"],
+                "qps_ratio": round(p["qps"] / c["qps"], 2)}
+        multi = [key for key in c if key.startswith("qps_") and key.endswith("_clients")]
+        if multi and multi[0] in p:
+            pair[f"{multi[0]}_ratio"] = round(p[multi[0]] / c[multi[0]], 2)
+        pairs.append(pair)
 
     def fastest(points: list[dict]) -> dict | None:
         ok = [p for p in points if p["recall"] >= target]
@@ -338,6 +416,9 @@ def compare(pg_points: list[dict], chroma_points: list[dict], target: float = 0.
     if pg_best and ch_best:
         headline = {"recall_at_least": target, "pgvector": pg_best, "chroma": ch_best,
                     "qps_ratio": round(pg_best["qps"] / ch_best["qps"], 2)}
+        multi = [key for key in ch_best if key.startswith("qps_") and key.endswith("_clients")]
+        if multi and multi[0] in pg_best:
+            headline[f"{multi[0]}_ratio"] = round(pg_best[multi[0]] / ch_best[multi[0]], 2)
     return {"at_matched_recall": pairs, f"fastest_at_recall_{target}": headline}
 
 
@@ -355,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--parallel-workers", type=int, default=2)
     ap.add_argument("--no-serial-build", action="store_true", help="skip the serial rebuild used for comparison")
     ap.add_argument("--no-chroma", action="store_true")
+    ap.add_argument("--clients", type=int, default=2, help="concurrent clients for the throughput figure")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
 
@@ -419,6 +501,10 @@ def main(argv: list[str] | None = None) -> int:
             result["hnsw_build"]["serial_workers_launched"] = serial.parallel_workers_launched
             result["hnsw_build"]["parallel_speedup"] = round(serial.duration_s / build.duration_s, 2)
             log(f"serial HNSW build {serial.duration_s:.1f}s")
+            # search the index the pipeline builds (same settings as the sync above), not the comparison one
+            again = build_hnsw(conn, config=cfg)
+            result["hnsw_build"]["searched_index_duration_s"] = round(again.duration_s, 2)
+            result["hnsw_build"]["searched_index_workers_launched"] = again.parallel_workers_launched
         conn.commit()
         conn.autocommit = True  # VACUUM cannot run in a transaction block
         conn.execute("VACUUM ANALYZE vectors.content_vectors")
@@ -427,8 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         log("recall / latency per ef_search")
         measure_recall(conn, queries[:20], k=K, ef_search_values=(100,), exact_ids=truth_keys[:20])  # warm the cache
         points = measure_recall(conn, queries, k=K, ef_search_values=EF_VALUES, exact_ids=truth_keys)
+        multi = pg_concurrent(url, queries, args.clients)
         pg_points = [{"ef_search": p.ef_search, "recall": round(p.recall, 4), "p50_ms": round(p.p50_ms, 3),
-                      "p99_ms": round(p.p99_ms, 3), "qps": round(p.qps, 1)} for p in points]
+                      "p99_ms": round(p.p99_ms, 3), "qps": round(p.qps, 1),
+                      f"qps_{args.clients}_clients": multi[p.ef_search]} for p in points]
         result["search"] = {"index_path": pg_points,
                             "production_path": [bench_production_search(conn, queries, ef) for ef in (40, 100)]}
         for p in pg_points:
@@ -440,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             result["chromadb"] = {"skipped": "--no-chroma"}
         else:
             log("chromadb")
-            result["chromadb"] = bench_chroma(x, keys, queries, truth, home, 16, 64)
+            result["chromadb"] = bench_chroma(x, keys, queries, truth, home, 16, 64, args.clients)
             if "points" in result["chromadb"]:
                 result["pgvector_vs_chromadb"] = compare(pg_points, result["chromadb"]["points"])
 

@@ -1,6 +1,7 @@
 """The Dagster instance and workspace for the embedded path, derived from the committed deploy files.
 
-`dagster.yaml` and `workspace.yaml` at the repo root are what docker compose uses. The embedded
+`deploy/dagster.yaml` and `workspace.yaml` are what docker compose uses (the instance file is
+not at the repo root because Dagster's CLI would pick it up from the working directory). The embedded
 path copies them into `$GATEWAY_HOME/dagster_home/`, filling in the embedded server's URL and a
 loopback code-server address, so both paths run the same configuration.
 """
@@ -26,7 +27,7 @@ def instance_config(template: dict, dagster_pg_url: str) -> dict:
 
 def write_dagster_home(paths: StatePaths, dagster_pg_url: str, template_path: Path | None = None) -> Path:
     """Write dagster.yaml for the embedded instance and return the Dagster home folder."""
-    template_path = template_path or PROJECT_ROOT / "dagster.yaml"
+    template_path = template_path or PROJECT_ROOT / "deploy" / "dagster.yaml"
     template = yaml.safe_load(template_path.read_text(encoding="utf-8"))
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     target = paths.dagster_home / "dagster.yaml"

@@ -76,7 +76,7 @@ def workspace() -> dict:
 
 @pytest.fixture(scope="module")
 def instance_yaml() -> dict:
-    return yaml.safe_load((ROOT / "dagster.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_every_env_var_of_dagster_yaml_is_set_on_every_dagster_service(compose, 
     refs = instance_env_refs(instance_yaml)
     assert "DAGSTER_PG_URL" in refs
     image_dagster_home = dockerfile_env(dockerfile)["DAGSTER_HOME"]
-    assert re.search(rf'cp dagster\.yaml "?(\$DAGSTER_HOME|{re.escape(image_dagster_home)})/dagster\.yaml', dockerfile), (
+    assert re.search(rf'cp deploy/dagster\.yaml "?(\$DAGSTER_HOME|{re.escape(image_dagster_home)})/dagster\.yaml', dockerfile), (
         "the Dockerfile must copy the committed dagster.yaml into DAGSTER_HOME"
     )
     for name in DAGSTER_SERVICES:
@@ -359,7 +359,7 @@ def test_dockerignore_keeps_what_the_image_needs():
         if line.strip() and not line.lstrip().startswith("#")
     ]
     needed = [
-        "pyproject.toml", "dagster.yaml", "workspace.yaml", "gateway_pipelines/definitions.py",
+        "pyproject.toml", "deploy/dagster.yaml", "workspace.yaml", "gateway_pipelines/definitions.py",
         "sql/001_extensions.sql", "dbt/dbt_project.yml", "dbt/profiles.yml",
     ]
     kept_out = [p for p in needed if _ignored(p, patterns)]

@@ -1,0 +1,100 @@
+"""Synthetic content for the vector-store tests: clustered unit vectors and `analytics.dim_content` rows."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import psycopg
+
+DIM = 768
+
+# The shape dbt gives analytics.dim_content (no constraints, like a dbt table).
+DIM_CONTENT_DDL = """
+CREATE TABLE IF NOT EXISTS analytics.dim_content (
+    content_key text, tmdb_id integer, media_type text, title text, original_title text, overview text,
+    tagline text, genre_ids integer[], genre_names text[], keywords text[], release_date date, year integer,
+    runtime integer, vote_average double precision, vote_count integer, popularity double precision,
+    original_language text, poster_path text, status text, source_hash text, partition_date date,
+    fetched_at timestamptz
+)
+"""
+
+
+def clustered_vectors(n: int, *, clusters: int = 30, spread: float = 0.6, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    """(n, dim) float32 unit vectors around ``clusters`` random centres (noise of norm ~``spread``).
+
+    Real embeddings are clustered; uniform noise in 768 dimensions has no near neighbours at all
+    and is a pathological case for any ANN index.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    labels = rng.integers(0, clusters, size=n)
+    x = centres[labels] + rng.standard_normal((n, dim)).astype(np.float32) * np.float32(spread / np.sqrt(dim))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float32)
+
+
+def vector_hash(v: np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(v, dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+def embedding_rows(keys: list[str], vectors: np.ndarray, model: str = "test-model") -> list[tuple]:
+    return [(k, v, model, vector_hash(v)) for k, v in zip(keys, vectors)]
+
+
+def dim_row(key: str, **overrides: Any) -> dict[str, Any]:
+    media_type, tmdb_id = key.split("-", 1)
+    row = {
+        "content_key": key, "tmdb_id": int(tmdb_id), "media_type": media_type, "title": f"Title {key}",
+        "original_title": f"Title {key}", "overview": f"Overview of {key}. " * 40, "tagline": None,
+        "genre_ids": [28], "genre_names": ["Action"], "keywords": ["kw"], "release_date": None, "year": 2000,
+        "runtime": 100, "vote_average": 6.5, "vote_count": 100, "popularity": 1.5, "original_language": "en",
+        "poster_path": None, "status": "Released", "source_hash": "x", "partition_date": None, "fetched_at": None,
+    }
+    row.update(overrides)
+    return row
+
+
+def insert_dim_content(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    with conn.cursor() as cur:
+        with cur.copy(f"COPY analytics.dim_content ({', '.join(cols)}) FROM STDIN") as copy:
+            for r in rows:
+                copy.write_row([r[c] for c in cols])
+
+
+def skewed_catalogue(n: int = 3000, seed: int = 0) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """n titles with metadata skewed so that exact filter selectivities are known:
+
+    * ``language='ko'``: 0.5 % of titles; ``media_type='tv'``: 5 %; genre 18 (drama): 30 %
+    * years 1950..2024, ratings 1..9.9, everyone else English movies with genres 28/35.
+    """
+    rng = np.random.default_rng(seed)
+    vectors = clustered_vectors(n, clusters=max(10, n // 100), seed=seed)
+    perm = rng.permutation(n)
+    ko = set(perm[: n // 200].tolist())
+    tv = set(perm[n // 200 : n // 200 + n // 20].tolist())
+    drama = set(rng.permutation(n)[: int(n * 0.3)].tolist())
+    keys, rows = [], []
+    for i in range(n):
+        media = "tv" if i in tv else "movie"
+        key = f"{media}-{i + 1}"
+        genres = [18] if i in drama else [int(rng.choice([28, 35]))]
+        keys.append(key)
+        rows.append(
+            dim_row(
+                key,
+                genre_ids=genres,
+                genre_names=["Drama"] if i in drama else ["Other"],
+                year=int(rng.integers(1950, 2025)),
+                vote_average=round(float(rng.uniform(1, 9.9)), 1),
+                original_language="ko" if i in ko else "en",
+                title=f"Synthetic title {i}",
+            )
+        )
+    return keys, vectors, rows
