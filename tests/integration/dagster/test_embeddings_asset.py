@@ -1,0 +1,101 @@
+"""content_embeddings through Dagster: OpenAI when a key is set (a local server speaking its API),
+the local model otherwise; only changed titles are embedded; a model or weight change re-embeds all."""
+
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from gateway_pipelines.defs.embeddings.assets import content_embeddings
+from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+from gateway_pipelines.lib.tmdb.sources import SampleSource
+from gateway_pipelines.lib.tmdb.validation import validate_record
+from gateway_pipelines.lib.warehouse import WarehouseResource, connect
+from tests.fakes.openai_server import FakeOpenAIServer
+from tests.integration.vector_store.data import DIM_CONTENT_DDL, insert_dim_content
+
+N_MOVIES, N_TV = 250, 50
+
+
+def _dim_rows():
+    rows = []
+    for record in SampleSource(n_movies=N_MOVIES, n_tv=N_TV).records(date(2026, 3, 1)):
+        title = validate_record(record, source="sample", partition="2026-03-01")
+        p = title.payload
+        released = p.get("release_date") or p.get("first_air_date")
+        rows.append({
+            "content_key": f"{title.media_type}-{title.tmdb_id}", "tmdb_id": title.tmdb_id,
+            "media_type": title.media_type, "title": p.get("title") or p.get("name"),
+            "overview": p.get("overview"), "tagline": p.get("tagline"),
+            "genre_ids": [g["id"] for g in p.get("genres") or []],
+            "keywords": [k["name"] for k in (p.get("keywords") or {}).get("keywords" if title.media_type == "movie" else "results") or []],
+            "year": int(released[:4]) if released else None, "runtime": p.get("runtime"),
+            "vote_average": p.get("vote_average"), "vote_count": p.get("vote_count"),
+            "popularity": p.get("popularity"), "original_language": p.get("original_language"),
+        })
+    return rows
+
+
+@pytest.fixture
+def catalogue_db(fresh_db):
+    with connect(fresh_db) as conn:
+        conn.execute(DIM_CONTENT_DDL)
+        insert_dim_content(conn, _dim_rows())
+        conn.commit()
+    return fresh_db
+
+
+def _run(db, embeddings: EmbeddingResource) -> dict:
+    result = dg.materialize(
+        [content_embeddings], resources={"warehouse": WarehouseResource(database_url=db), "embeddings": embeddings}
+    )
+    assert result.success
+    [mat] = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+
+def test_openai_key_switches_the_real_client_on_and_reruns_make_no_calls(catalogue_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+    with FakeOpenAIServer() as openai:
+        for key, value in openai.env().items():
+            monkeypatch.setenv(key, value)
+        first = _run(catalogue_db, EmbeddingResource())
+        sent_first = len(openai.embedding_requests)
+        second = _run(catalogue_db, EmbeddingResource())
+        sent_second = len(openai.embedding_requests) - sent_first
+        with connect(catalogue_db) as conn:
+            conn.execute("UPDATE analytics.dim_content SET overview = 'A lighthouse keeper befriends a whale.' "
+                         "WHERE content_key = 'movie-100002'")
+            conn.commit()
+        third = _run(catalogue_db, EmbeddingResource())
+        last_request = openai.embedding_requests[-1]
+    assert first["provider"] == "openai" and first["embedding_model"].startswith("openai:text-embedding-3-small")
+    assert first["rows_embedded"] == N_MOVIES + N_TV and sent_first == first["provider_calls"] >= 1
+    assert second["rows_embedded"] == 0 and second["provider_calls"] == 0 and sent_second == 0
+    assert third["rows_embedded"] == 1 and third["provider_calls"] == 1
+    assert last_request.body["dimensions"] == 512 and len(last_request.body["input"]) == 1
+    assert "lighthouse keeper" in last_request.body["input"][0]
+
+
+def test_local_model_by_default_and_a_weight_change_re_embeds_everything(catalogue_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+    first = _run(catalogue_db, EmbeddingResource())
+    again = _run(catalogue_db, EmbeddingResource())
+    reweighted = _run(catalogue_db, EmbeddingResource(genre_weight=0.9))
+    assert first["provider"] == "local" and first["rows_embedded"] == N_MOVIES + N_TV
+    assert again["rows_embedded"] == 0 and again["provider_calls"] == 0
+    assert reweighted["rows_embedded"] == N_MOVIES + N_TV
+    assert (tmp_path / "models").is_dir() and any((tmp_path / "models").iterdir())
+
+
+def test_titles_that_disappear_lose_their_embedding(catalogue_db, monkeypatch, tmp_path):
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+    _run(catalogue_db, EmbeddingResource())
+    with connect(catalogue_db) as conn:
+        conn.execute("DELETE FROM analytics.dim_content WHERE content_key IN ('movie-100001', 'tv-100001')")
+        conn.commit()
+    after = _run(catalogue_db, EmbeddingResource())
+    with connect(catalogue_db) as conn:
+        keys = {r[0] for r in conn.execute("SELECT content_key FROM vectors.content_embeddings")}
+    assert after["rows_deleted"] == 2 and after["rows_embedded"] == 0
+    assert "movie-100001" not in keys and len(keys) == N_MOVIES + N_TV - 2
