@@ -41,9 +41,17 @@ test: install browser
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
 
-bench: install
-	$(BIN)/python bench/ingest/run.py
-	$(BIN)/python bench/vector/run.py
+# The vector benchmark compares against ChromaDB, which lives in its own venv so that its
+# dependencies never touch the platform's.
+.venv-bench/.installed: pyproject.toml
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench: install .venv-bench/.installed
+	@mkdir -p bench/results
+	$(BIN)/python bench/ingest/run.py | tee bench/results/ingest.json
+	.venv-bench/bin/python bench/vector/run.py --n 100000 --out bench/results/vector.json
 
 clean:
 	rm -rf $(VENV) dbt/target .pytest_cache

@@ -79,9 +79,9 @@ def measure_recall(
     filters = filters or SearchFilters()
     where, named = filters.where()
     relaxed = not filters.empty
-    query = hnsw_query(where, k, relaxed=relaxed)
     points: list[RecallPoint] = []
     for ef in ef_search_values:
+        query = hnsw_query(where, k, relaxed=relaxed, candidates=ef)  # as search_by_vector runs it
         with conn.transaction():
             ensure_vector_types(conn)
             table_rows = conn.execute(

@@ -159,17 +159,21 @@ def auto_exact_threshold(k: int, table_rows: float) -> int:
 # runs, and a generic plan with an unknown LIMIT prefers a full scan + sort over the index.
 
 
-def hnsw_query(where: sql.Composable, k: int, *, relaxed: bool) -> sql.Composed:
+def hnsw_query(where: sql.Composable, k: int, *, relaxed: bool, candidates: int | None = None) -> sql.Composed:
+    """With `relaxed`, the index scan collects `candidates` rows that pass the filter (ef_search by
+    default), and the k nearest of those are returned: stopping at the first k passing rows of a
+    roughly-ordered scan costs recall (0.88 at 5% selectivity on 100k in bench/vector)."""
+    fetch = max(int(k), int(candidates or k)) if relaxed else int(k)
     inner = sql.SQL(
-        "SELECT {cols}, vector <=> %(q)s AS distance FROM {table}{where} ORDER BY distance LIMIT {k}"
-    ).format(cols=_COLUMNS, table=TABLE, where=where, k=sql.Literal(int(k)))
+        "SELECT {cols}, vector <=> %(q)s AS distance FROM {table}{where} ORDER BY distance LIMIT {fetch}"
+    ).format(cols=_COLUMNS, table=TABLE, where=where, fetch=sql.Literal(fetch))
     if not relaxed:
         return inner
     # relaxed_order returns rows only roughly sorted: materialise, then really sort ("+ 0" so the
     # planner cannot reuse the CTE's presumed order, which it would since Postgres 17)
-    return sql.SQL("WITH scan AS MATERIALIZED ({inner}) SELECT * FROM scan ORDER BY distance + 0, id").format(
-        inner=inner
-    )
+    return sql.SQL(
+        "WITH scan AS MATERIALIZED ({inner}) SELECT * FROM scan ORDER BY distance + 0, id LIMIT {k}"
+    ).format(inner=inner, k=sql.Literal(int(k)))
 
 
 def exact_query(where: sql.Composable, k: int) -> sql.Composed:
@@ -287,7 +291,7 @@ def search_by_vector(
             if matching < threshold:
                 strategy = "exact"
         if strategy != "exact":
-            rows = _run(conn, hnsw_query(where, k, relaxed=relaxed), args)
+            rows = _run(conn, hnsw_query(where, k, relaxed=relaxed, candidates=ef), args)
             if len(rows) < k:
                 rows = None  # the index scan came up short: the exact scan below says how many really match
                 strategy = "exact"
