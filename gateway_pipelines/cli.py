@@ -27,7 +27,7 @@ def _quiet() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway_pipelines.lib.runner import MAIN_SEQUENCE
 
-    return _run_sequence(MAIN_SEQUENCE, log_level="WARNING")
+    return _run_sequence(MAIN_SEQUENCE, log_level="WARNING", quiet=True)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -40,7 +40,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return _run_sequence(ingest_sequence(args.source, path, args.date), log_level="INFO")
 
 
-def _run_sequence(sequence, *, log_level: str) -> int:
+def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
+    import contextlib
+
     import dagster as dg
 
     from gateway_pipelines.lib.instance import bootstrap
@@ -53,13 +55,21 @@ def _run_sequence(sequence, *, log_level: str) -> int:
 
     definitions = defs()
     instance = dg.DagsterInstance.get()
-    summaries = run_jobs(
-        definitions,
-        instance,
-        sequence,
-        on_job=lambda job, part: print(f"→ {job}{f' [{part}]' if part else ''} …", flush=True),
-        log_level=log_level,
-    )
+    terminal = sys.stdout
+    log_path = paths.home / "logs" / "gateway-run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # dbt's own output (which dagster-dbt echoes to stdout for the compute logs) goes to a file
+    # with `quiet`, so the terminal shows progress and the summary
+    with open(log_path, "w") as log_file, (contextlib.redirect_stdout(log_file) if quiet else contextlib.nullcontext()):
+        summaries = run_jobs(
+            definitions,
+            instance,
+            sequence,
+            on_job=lambda job, part: print(f"→ {job}{f' [{part}]' if part else ''} …", file=terminal, flush=True),
+            log_level=log_level,
+        )
+    if quiet:
+        print(f"(dbt and step output: {log_path})")
     print()
     print(format_summary(summaries, time.perf_counter() - started))
     print(f"\nRuns are recorded in the Dagster instance at {paths.dagster_home}.")

@@ -39,7 +39,7 @@ class WarehouseError(RuntimeError):
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ***, safe to print in errors and metadata."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))

@@ -90,3 +90,16 @@ def test_search_finds_the_space_heist(two_runs, platform):
     assert "Vault of Stars" in titles[:3], titles
     assert all(878 in h.genre_ids for h in result.hits)
     assert logged >= 1
+
+
+def test_cli_search_and_similar_print_tables(two_runs, capsys):
+    from gateway_pipelines.cli import main
+
+    assert main(["search", "space heist with a rogue AI", "--genre", "878", "--year", "1950-2030", "--k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "Vault of Stars" in out and "(5 results" in out
+    assert main(["similar", "movie-100001", "--k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "(3 results" in out and "movie-100001 " not in out  # the title itself is excluded
+    assert main(["similar", "movie-999999999"]) == 2
+    assert "movie-999999999" in capsys.readouterr().err
