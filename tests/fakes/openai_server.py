@@ -35,6 +35,8 @@ Behaviour, modelled on the real API:
 
 from __future__ import annotations
 
+from tests.fakes.loopback import LoopbackServer
+
 import base64
 import hashlib
 import json
@@ -43,7 +45,7 @@ import random
 import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -101,7 +103,7 @@ class _State:
     served: int = 0
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
     def __init__(self, api_key: str | None = "sk-test-fake", *, model: str = "text-embedding-3-small",
                  shuffle: bool = False, rate_limit_requests: int = 10_000,
                  rate_limit_tokens: int = 10_000_000) -> None:
@@ -112,42 +114,13 @@ class FakeOpenAIServer:
         self.rate_limit_requests = rate_limit_requests
         self.rate_limit_tokens = rate_limit_tokens
         self._state = _State()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        LoopbackServer.__init__(self)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeOpenAIServer":
-        if self._httpd is not None:
-            return self
-        handler = _make_handler(self)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-openai", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "fake-openai"
 
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> "FakeOpenAIServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return int(self._httpd.server_address[1])
+    def handler_class(self):
+        return _make_handler(self)
 
     @property
     def base_url(self) -> str:

@@ -29,6 +29,8 @@ Endpoints, answered with bodies built from real TMDB responses
 
 from __future__ import annotations
 
+from tests.fakes.loopback import LoopbackServer
+
 import copy
 import json
 import threading
@@ -37,7 +39,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -99,7 +101,7 @@ class _Title:
     overrides: dict = field(default_factory=dict)
 
 
-class FakeTMDB:
+class FakeTMDB(LoopbackServer):
     """Context manager running the fake server; see the module docstring."""
 
     def __init__(self, *, api_key: str = "test-api-key", read_token: str = "test-read-token",
@@ -120,36 +122,13 @@ class FakeTMDB:
         self._genres = {"movie": _load("genres__movies.json"), "tv": _load("genres__tv.json")}
         self.add_title("movie", self._bases["movie"]["id"])
         self.add_title("tv", self._bases["tv"]["id"])
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        LoopbackServer.__init__(self)
 
     # -- lifecycle ---------------------------------------------------------------------
-    def start(self) -> "FakeTMDB":
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        # A short poll interval keeps shutdown (and so each test's teardown) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-tmdb", daemon=True)
-        self._thread.start()
-        return self
+    thread_name = "fake-tmdb"
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "FakeTMDB":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "FakeTMDB is not started"
-        return self._server.server_address[1]
+    def handler_class(self):
+        return type("Handler", (_Handler,), {"fake": self})
 
     @property
     def base_url(self) -> str:
