@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -120,7 +121,7 @@ def pg_concurrent(url: str, queries: np.ndarray, clients: int) -> dict[int, floa
     try:
         for ef in EF_VALUES:
             for c in conns:
-                c.execute(f"SET hnsw.ef_search = {int(ef)}")
+                c.execute("SELECT set_config('hnsw.ef_search', %s, false)", (str(int(ef)),))
                 c.execute("SET enable_sort = off")
                 for q in queries[:5]:
                     c.execute(query, {"q": q}).fetchall()
@@ -148,13 +149,14 @@ def start_server(home: Path, shared_buffers: str | None) -> tuple[str, dict[str,
         # 128 MB (the default) cannot hold a 100k x 768-d HNSW graph (~400 MB); Chroma keeps its whole
         # index in RAM, so give Postgres room for its index too
         with connect(with_database(urls.warehouse, "postgres"), autocommit=True, vector=False) as admin:
-            admin.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")  # bench-own server, own value
+            # ALTER SYSTEM takes no bind parameters; the value goes in as a quoted literal
+            admin.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(shared_buffers)))
         restart_server(home)
     with connect(urls.warehouse) as conn:
         apply_migrations(conn, sql_dir())
     with connect(urls.warehouse) as conn:
         settings = {
-            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
             for name in ("server_version", "shared_buffers", "max_parallel_maintenance_workers",
                          "max_worker_processes", "wal_level", "synchronous_commit")
         }
@@ -196,7 +198,11 @@ def stop_server(home: Path) -> None:
 
 def _autovacuum(conn, tables: tuple[str, ...], enabled: bool) -> None:
     for table in tables:
-        conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = {enabled}, toast.autovacuum_enabled = {enabled})")
+        conn.execute(
+            sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = {}, toast.autovacuum_enabled = {})").format(
+                sql.Identifier(*table.split(".")), sql.Literal(enabled), sql.Literal(enabled)
+            )
+        )
     conn.commit()
 
 
