@@ -3,13 +3,17 @@ import base64
 import dagster as dg
 
 from gateway_pipelines.lib.state import state_paths
-from gateway_pipelines.lib.vector_store.index import index_status
+from gateway_pipelines.lib.vector_store.index import build_hnsw, index_status
 from gateway_pipelines.lib.vector_store.loader import sync_content_vectors
 from gateway_pipelines.lib.vector_store.recall import measure_recall, recall_plot_png, sample_queries
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 EF_SEARCH_SWEEP = (20, 40, 100, 200)
+
+
+class ContentVectorsConfig(dg.Config):
+    force_index_rebuild: bool = False  # the drift sensor sets this when the table moved far from its build
 
 
 @dg.asset(
@@ -20,10 +24,17 @@ EF_SEARCH_SWEEP = (20, 40, 100, 200)
     "from content_embeddings ⋈ dim_content in one transaction; bulk changes rebuild the index.",
 )
 def content_vectors(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, vector_search: VectorSearchResource
+    context: dg.AssetExecutionContext,
+    config: ContentVectorsConfig,
+    warehouse: WarehouseResource,
+    vector_search: VectorSearchResource,
 ) -> dg.MaterializeResult:
     with warehouse.connection() as conn:
         report = sync_content_vectors(conn, bulk_fraction=vector_search.bulk_fraction, index=vector_search.index_config())
+    if config.force_index_rebuild and not report.index_rebuilt:
+        with warehouse.connection() as conn:
+            report.index_build = build_hnsw(conn, config=vector_search.index_config())
+            report.index_rebuilt = True
     with warehouse.connection() as conn:
         status = index_status(conn)
         sweep = sorted(set(EF_SEARCH_SWEEP) | {vector_search.ef_search})

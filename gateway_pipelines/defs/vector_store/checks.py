@@ -53,10 +53,11 @@ def content_vectors_index_valid(warehouse: WarehouseResource) -> dg.AssetCheckRe
         status = index_status(conn)
     return dg.AssetCheckResult(
         passed=status.exists and status.valid,
-        description=f"exists={status.exists} valid={status.valid} drift={status.drift_fraction:.1%}",
+        description=f"exists={status.exists} valid={status.valid} drift="
+        + (f"{status.drift_fraction:.1%}" if status.drift_fraction is not None else "unknown (no recorded build)"),
         metadata={"exists": status.exists, "valid": status.valid, "size_bytes": status.size_bytes,
                   "rows_now": status.rows_now, "rows_at_last_build": status.rows_at_last_build or 0,
-                  "drift_fraction": round(status.drift_fraction, 4)},
+                  "drift_fraction": round(status.drift_fraction or 0.0, 4)},
     )
 
 

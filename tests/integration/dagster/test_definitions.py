@@ -73,6 +73,7 @@ def test_jobs_schedules_sensors_and_resources(defs):
         assert defs.resolve_job_def(job) is not None
     assert defs.resolve_schedule_def("tmdb_api_daily").cron_schedule == "0 3 * * *"
     assert defs.resolve_sensor_def("tmdb_landing_sensor").job_name == "tmdb_daily_job"
+    assert defs.resolve_sensor_def("content_vectors_drift_sensor").job_name == "content_vectors_job"
     assert {"warehouse", "dbt", "tmdb", "embeddings", "vector_search"} <= set(defs.resources or {})
 
 

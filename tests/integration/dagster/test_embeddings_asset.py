@@ -99,3 +99,26 @@ def test_titles_that_disappear_lose_their_embedding(catalogue_db, monkeypatch, t
         keys = {r[0] for r in conn.execute("SELECT content_key FROM vectors.content_embeddings")}
     assert after["rows_deleted"] == 2 and after["rows_embedded"] == 0
     assert "movie-100001" not in keys and len(keys) == N_MOVIES + N_TV - 2
+
+
+def test_content_vectors_serves_the_embeddings_and_rebuilds_on_request(catalogue_db, monkeypatch, tmp_path):
+    from gateway_pipelines.defs.vector_store.assets import content_vectors
+    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
+
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+    _run(catalogue_db, EmbeddingResource())
+    resources = {"warehouse": WarehouseResource(database_url=catalogue_db), "vector_search": VectorSearchResource()}
+
+    def materialise(force: bool) -> dict:
+        result = dg.materialize([content_vectors], resources=resources, run_config={
+            "ops": {"content_vectors": {"config": {"force_index_rebuild": force}}}})
+        [mat] = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+        return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+
+    first, plain, forced = materialise(False), materialise(False), materialise(True)
+    assert first["rows_inserted"] == N_MOVIES + N_TV and first["index_rebuilt"] is True
+    assert plain["rows_unchanged"] == N_MOVIES + N_TV and plain["index_rebuilt"] is False
+    assert forced["index_rebuilt"] is True and forced["index_valid"] is True
+    with connect(catalogue_db) as conn:
+        assert conn.execute("SELECT count(*) FROM meta.index_builds").fetchone()[0] == 2
+    assert "recall_by_ef_search" in first and "| 100 |" in first["recall_by_ef_search"]

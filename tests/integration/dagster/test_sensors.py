@@ -59,3 +59,42 @@ def test_api_schedule_skips_without_a_key_and_targets_yesterday_with_one(monkeyp
     request = tmdb_api_daily(dg.build_schedule_context(scheduled_execution_time=when))
     assert request.partition_key == "2026-03-09"
     assert request.run_config["ops"]["tmdb_titles"]["config"]["source"] == "api"
+
+
+def test_drift_sensor_requests_a_rebuild_only_when_the_table_moved(fresh_db):
+    from gateway_pipelines.defs.vector_store.sensors import content_vectors_drift_sensor
+    from gateway_pipelines.lib.vector_store import build_hnsw, copy_merge_embeddings, sync_content_vectors
+    from gateway_pipelines.lib.vector_store.loader import IndexConfig
+    from gateway_pipelines.lib.warehouse import WarehouseResource, connect
+    from tests.integration.vector_store.data import (
+        DIM_CONTENT_DDL, clustered_vectors, dim_row, embedding_rows, insert_dim_content,
+    )
+
+    def evaluate():
+        with dg.DagsterInstance.ephemeral() as instance:
+            context = dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(database_url=fresh_db)})
+            return content_vectors_drift_sensor(context)
+
+    vectors = clustered_vectors(400, seed=3)
+    keys = [f"movie-{i}" for i in range(1, 401)]
+    with connect(fresh_db) as conn:
+        conn.execute(DIM_CONTENT_DDL)
+        insert_dim_content(conn, [dim_row(k) for k in keys[:200]])
+        conn.commit()
+        copy_merge_embeddings(conn, embedding_rows(keys[:200], vectors[:200]))
+        sync_content_vectors(conn)  # bulk: builds and records the index
+    assert isinstance(evaluate(), dg.SkipReason)
+
+    with connect(fresh_db) as conn:
+        insert_dim_content(conn, [dim_row(k) for k in keys[200:]])
+        conn.commit()
+        copy_merge_embeddings(conn, embedding_rows(keys[200:], vectors[200:]))
+        report = sync_content_vectors(conn, bulk_fraction=1.0)  # incremental: no rebuild, 100% drift
+        assert not report.index_rebuilt
+    request = evaluate()
+    assert isinstance(request, dg.RunRequest)
+    assert request.run_config["ops"]["content_vectors"]["config"]["force_index_rebuild"] is True
+
+    with connect(fresh_db) as conn:
+        build_hnsw(conn, config=IndexConfig())
+    assert isinstance(evaluate(), dg.SkipReason)
