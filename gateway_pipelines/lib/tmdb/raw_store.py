@@ -116,6 +116,8 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport(source=source, partition=partition.isoformat())
     rejects: list[Reject] = []
+    # a second ingest in the same transaction finds the first one's stage (it drops on commit)
+    conn.execute("DROP TABLE IF EXISTS pg_temp.tmdb_titles_stage")
     conn.execute(STAGE_DDL)
     with conn.cursor().copy(
         "COPY tmdb_titles_stage (seq, id, media_type, payload, content_hash) FROM STDIN"
