@@ -13,7 +13,7 @@ from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 
-def _dbt_executable() -> str:
+def dbt_executable() -> str:
     # The venv's dbt, so that a run works without the venv on PATH (the UI, the daemon, cron).
     candidate = Path(sys.executable).with_name("dbt")
     return str(candidate) if candidate.exists() else "dbt"
@@ -24,7 +24,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "warehouse": WarehouseResource(),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
             "tmdb": TMDBResource(),
             "embeddings": EmbeddingResource(),
             "vector_search": VectorSearchResource(),

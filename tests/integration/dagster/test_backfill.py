@@ -7,7 +7,7 @@ from dagster_dbt import DbtCliResource
 
 from gateway_pipelines.defs.analytics.assets import gateway_dbt_models
 from gateway_pipelines.defs.analytics.project import dbt_project
-from gateway_pipelines.defs.resources import _dbt_executable
+from gateway_pipelines.defs.resources import dbt_executable
 from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
 from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.sources import SampleSource
@@ -21,7 +21,7 @@ def _backfill(db: str) -> dg.ExecuteInProcessResult:
         [gateway_dbt_models],
         resources={
             "warehouse": WarehouseResource(database_url=db),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=_dbt_executable()),
+            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
         },
         tags={
             "dagster/asset_partition_range_start": DAYS[0].isoformat(),
