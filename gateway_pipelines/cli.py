@@ -60,7 +60,9 @@ def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # dbt's own output (which dagster-dbt echoes to stdout for the compute logs) goes to a file
     # with `quiet`, so the terminal shows progress and the summary
-    with open(log_path, "w") as log_file, (contextlib.redirect_stdout(log_file) if quiet else contextlib.nullcontext()):
+    with (open(log_path, "w") if quiet else contextlib.nullcontext()) as log_file, (
+        contextlib.redirect_stdout(log_file) if quiet else contextlib.nullcontext()
+    ):
         summaries = run_jobs(
             definitions,
             instance,

@@ -66,7 +66,7 @@ class JobSummary:
     error: str | None = None
 
 
-_ROW_KEYS = ("dagster/row_count", "rows_written", "rows")
+_ROW_KEYS = ("dagster/row_count",)
 _DETAIL_KEYS = ("rows_inserted", "rows_updated", "rows_unchanged", "rows_rejected", "rows_embedded", "provider_calls")
 
 

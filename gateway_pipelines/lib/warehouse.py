@@ -184,7 +184,8 @@ def connect(url: str, *, autocommit: bool = False, vector: bool = True) -> psyco
         except psycopg.ProgrammingError:
             # the extension is not created yet in this database: migrations create it, so only
             # the caller that needs vector adaptation will notice
-            conn.rollback() if not autocommit else None
+            if not autocommit:
+                conn.rollback()
     return conn
 
 

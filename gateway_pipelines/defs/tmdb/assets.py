@@ -3,7 +3,7 @@ from datetime import date
 import dagster as dg
 
 from gateway_pipelines.defs.tmdb.partitions import daily_partitions
-from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
+from gateway_pipelines.lib.tmdb.genres import genres_for
 from gateway_pipelines.lib.tmdb.raw_store import PREVIEW_SQL, SHAPE_SQL, ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
@@ -35,10 +35,7 @@ def tmdb_genres(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             lists = {m: client.genres(m) for m in ("movie", "tv")}
         origin = "api"
     else:
-        lists = {
-            "movie": [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()],
-            "tv": [{"id": k, "name": v} for k, v in TV_GENRES.items()],
-        }
+        lists = {m: [{"id": k, "name": v} for k, v in genres_for(m).items()] for m in ("movie", "tv")}
         origin = "bundled"
     with warehouse.connection() as conn:
         counts = {m: upsert_genres(conn, m, genres) for m, genres in lists.items()}
