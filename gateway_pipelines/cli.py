@@ -1,7 +1,8 @@
 """`gateway`: what is not a Dagster action, plus the main job and the UI.
 
-    gateway run                 materialise the whole platform (embedded Postgres by default)
+    gateway run                 materialise the whole asset graph in one run (embedded Postgres by default)
     gateway ui                  webserver + daemon on http://127.0.0.1:3000
+    gateway config              every setting, its effective value and where it comes from
     gateway db migrate | url    apply sql/ migrations | print the warehouse URL (password hidden)
     gateway status              what the warehouse holds
     gateway ingest --source csv_dump --path tmdb_5000_movies.csv [--date YYYY-MM-DD]
@@ -12,7 +13,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import contextlib
 import sys
 import time
 import warnings
@@ -21,32 +22,34 @@ import warnings
 def _quiet() -> None:
     # Library chatter (platformdirs, Dagster's experimental-API warnings) buries the summary.
     warnings.filterwarnings("ignore")
-    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    from gateway_pipelines import settings
+
+    settings.environment().setdefault("DAGSTER_DISABLE_TELEMETRY", "1")  # type: ignore[attr-defined]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway_pipelines.lib.runner import MAIN_SEQUENCE
+    from gateway_pipelines.runtime.runner import MAIN_SEQUENCE
 
     return _run_sequence(MAIN_SEQUENCE, log_level="WARNING", quiet=True)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from gateway_pipelines.lib.runner import ingest_sequence
+    from gateway_pipelines.runtime.runner import ingest_sequence
 
     if args.source in ("csv_dump", "export") and not args.path:
         print(f"error: --source {args.source} needs --path FILE", file=sys.stderr)
         return 2
-    path = os.path.abspath(args.path) if args.path else None
+    from pathlib import Path
+
+    path = str(Path(args.path).expanduser().resolve()) if args.path else None
     return _run_sequence(ingest_sequence(args.source, path, args.date), log_level="INFO")
 
 
 def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
-    import contextlib
-
     import dagster as dg
 
-    from gateway_pipelines.lib.instance import bootstrap
-    from gateway_pipelines.lib.runner import format_summary, run_jobs
+    from gateway_pipelines.runtime.instance import bootstrap
+    from gateway_pipelines.runtime.runner import format_summary, run_jobs
 
     started = time.perf_counter()
     paths, urls = bootstrap()
@@ -56,7 +59,7 @@ def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
     definitions = defs()
     instance = dg.DagsterInstance.get()
     terminal = sys.stdout
-    log_path = paths.home / "logs" / "gateway-run.log"
+    log_path = paths.logs / "gateway-run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # dbt's own output (which dagster-dbt echoes to stdout for the compute logs) goes to a file
     # with `quiet`, so the terminal shows progress and the summary
@@ -81,8 +84,8 @@ def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from gateway_pipelines.lib.instance import bootstrap
-    from gateway_pipelines.lib.services import start_services
+    from gateway_pipelines.runtime.instance import bootstrap
+    from gateway_pipelines.runtime.services import start_services
 
     paths, _ = bootstrap()
     print("starting code server, webserver and daemon …", flush=True)
@@ -91,19 +94,38 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return services.wait()
 
 
+@contextlib.contextmanager
+def _resources(*names: str):
+    """Resources exactly as the code location wires them (same settings, same defaults), set up and
+    torn down by Dagster as a run would."""
+    import dagster as dg
+
+    from gateway_pipelines.defs.resources import build_resources
+
+    wired = build_resources()
+    with dg.build_resources({k: wired[k] for k in names}) as resources:
+        yield resources
+
+
+@contextlib.contextmanager
+def _warehouse():
+    with _resources("warehouse") as r:
+        yield r.warehouse
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir, state_paths
-    from gateway_pipelines.lib.warehouse import connect, redact_url, resolve_urls
+    from gateway_pipelines.lib.warehouse import redact_url
+    from gateway_pipelines.settings import SQL_DIR
 
-    urls = resolve_urls()
-    if args.db_command == "url":
-        print(redact_url(urls.warehouse))
-        return 0
-    with connect(urls.warehouse) as conn:
-        report = apply_migrations(conn, sql_dir())
+    with _warehouse() as warehouse:
+        if args.db_command == "url":
+            print(redact_url(warehouse.url()))
+            return 0
+        with warehouse.connection() as conn:
+            report = apply_migrations(conn, SQL_DIR)
     print(f"applied: {', '.join(report.applied) or 'nothing new'}; already applied: {len(report.already_applied)}")
-    print(f"pgvector {report.pgvector_version}; {report.duration_s:.2f}s; data in {state_paths().pgdata if urls.embedded else redact_url(urls.warehouse)}")
+    print(f"pgvector {report.pgvector_version}; {report.duration_s:.2f}s; warehouse {redact_url(warehouse.url())}")
     return 0
 
 
@@ -120,17 +142,24 @@ STATUS_QUERIES = (
 def cmd_status(args: argparse.Namespace) -> int:
     import psycopg
 
-    from gateway_pipelines.lib.warehouse import connect, redact_url, resolve_urls
+    from gateway_pipelines.lib.warehouse import redact_url
 
-    urls = resolve_urls()
-    print(f"warehouse: {redact_url(urls.warehouse)}{' (embedded)' if urls.embedded else ''}")
-    with connect(urls.warehouse, autocommit=True) as conn:
+    with _warehouse() as warehouse, warehouse.connection(autocommit=True) as conn:
+        urls = warehouse.urls()
+        print(f"warehouse: {redact_url(urls.warehouse)}{' (embedded)' if urls.embedded else ''}")
         for label, query in STATUS_QUERIES:
             try:
                 value = conn.execute(query).fetchone()[0]
             except psycopg.errors.UndefinedTable:
                 value = "not created yet (run `gateway run`)"
             print(f"  {label:<28} {value}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from gateway_pipelines.runtime.config_report import config_report
+
+    print(config_report(resolve=not args.no_resolve))
     return 0
 
 
@@ -163,36 +192,27 @@ def _print_hits(result) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
-    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
     from gateway_pipelines.lib.vector_store.search import search_by_text
-    from gateway_pipelines.lib.warehouse import connect, resolve_urls
 
-    embeddings = EmbeddingResource()
-    provider = embeddings.open()
-    with connect(resolve_urls().warehouse) as conn:
+    with _resources("warehouse", "embeddings", "vector_search") as r, r.warehouse.connection() as conn:
         result = search_by_text(
-            conn, args.query, provider, k=args.k, filters=_search_filters(args), weights=embeddings.weights(),
-            ef_search=VectorSearchResource().ef_search,
+            conn, args.query, r.embeddings.open(), k=args.k, filters=_search_filters(args),
+            weights=r.embeddings.weights(), ef_search=r.vector_search.ef_search,
         )
-        conn.commit()
     _print_hits(result)
     return 0
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
-    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
     from gateway_pipelines.lib.vector_store.search import similar
-    from gateway_pipelines.lib.warehouse import connect, resolve_urls
 
-    with connect(resolve_urls().warehouse) as conn:
+    with _resources("warehouse", "vector_search") as r, r.warehouse.connection() as conn:
         try:
             result = similar(conn, args.content_key, k=args.k, filters=_search_filters(args),
-                             ef_search=VectorSearchResource().ef_search)
+                             ef_search=r.vector_search.ef_search)
         except KeyError as exc:
             print(f"error: {exc.args[0]}", file=sys.stderr)
             return 2
-        conn.commit()
     _print_hits(result)
     return 0
 
@@ -210,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("run", help="materialise the whole platform through Dagster").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="materialise the whole asset graph through Dagster, in one run").set_defaults(func=cmd_run)
 
     ui = sub.add_parser("ui", help="serve dagster-webserver and the daemon")
     ui.add_argument("--host", default="127.0.0.1")
@@ -222,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     db.set_defaults(func=cmd_db)
 
     sub.add_parser("status", help="row counts of the main tables").set_defaults(func=cmd_status)
+
+    config = sub.add_parser("config", help="every setting: effective value and where it comes from")
+    config.add_argument("--no-resolve", action="store_true", help="don't start the embedded server to show its URL")
+    config.set_defaults(func=cmd_config)
 
     ingest = sub.add_parser("ingest", help="ingest one TMDB source through Dagster, then embed and index")
     ingest.add_argument("--source", choices=["sample", "csv_dump", "export", "api"], default="sample")

@@ -33,7 +33,7 @@ def gateway_home() -> Iterator[Path]:
     home = Path(tempfile.mkdtemp(prefix="gw-test-"))
     os.environ["GATEWAY_HOME"] = str(home)
     yield home
-    from gateway_pipelines.lib.state import StatePaths
+    from gateway_pipelines.runtime.paths import StatePaths
 
     pgdata = StatePaths(home).pgdata
     if pgdata.exists():
@@ -46,14 +46,14 @@ def gateway_home() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def platform(gateway_home: Path):
     """The embedded server running, the Dagster home written, the main warehouse migrated."""
-    from gateway_pipelines.lib.instance import bootstrap
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir
+    from gateway_pipelines.runtime.instance import bootstrap
+    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.warehouse import connect
 
     paths, urls = bootstrap()
     with connect(urls.warehouse) as conn:
-        apply_migrations(conn, sql_dir())
+        apply_migrations(conn, SQL_DIR)
     return paths, urls
 
 
@@ -67,8 +67,8 @@ def server_url(platform) -> str:
 
 def _create_database(server_url: str, migrate: bool) -> str:
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir
     from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.settings import SQL_DIR
 
     name = f"t_{os.getpid()}_{next(_db_counter)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -77,7 +77,7 @@ def _create_database(server_url: str, migrate: bool) -> str:
     url = with_database(server_url, name)
     if migrate:
         with connect(url) as conn:
-            apply_migrations(conn, sql_dir())
+            apply_migrations(conn, SQL_DIR)
     return url
 
 

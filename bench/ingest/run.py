@@ -60,7 +60,7 @@ def _fresh_database(base_url: str, name: str) -> str:
     from psycopg import sql
 
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir
+    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.warehouse import connect, with_database
 
     with psycopg.connect(with_database(base_url, "postgres"), autocommit=True) as admin:
@@ -68,7 +68,7 @@ def _fresh_database(base_url: str, name: str) -> str:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(base_url, name)
     with connect(url) as conn:
-        apply_migrations(conn, sql_dir())
+        apply_migrations(conn, SQL_DIR)
     return url
 
 
@@ -90,14 +90,14 @@ def ingest_once(url: str, source_name: str, n: int, path: Path | None) -> dict:
 def dbt_build(url: str, target_path: Path) -> float:
     """dbt build into its own target folder: the platform's dbt/target/manifest.json names the
     platform's database, and overwriting it would send Dagster's row counts to the bench's."""
-    from gateway_pipelines.lib.state import dbt_project_dir
+    from gateway_pipelines.settings import DBT_DIR
     from gateway_pipelines.lib.warehouse import dbt_env
 
     env = {**os.environ, **dbt_env(url)}
     dbt = str(Path(sys.executable).with_name("dbt"))
     started = time.perf_counter()
-    subprocess.run([dbt, "build", "--quiet", "--project-dir", str(dbt_project_dir()), "--profiles-dir",
-                    str(dbt_project_dir()), "--target-path", str(target_path)],
+    subprocess.run([dbt, "build", "--quiet", "--project-dir", str(DBT_DIR), "--profiles-dir",
+                    str(DBT_DIR), "--target-path", str(target_path)],
                    env=env, check=True, capture_output=True)
     return time.perf_counter() - started
 
@@ -121,9 +121,10 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="gw-bench-"))
     os.environ["GATEWAY_HOME"] = str(home)
     os.environ.pop("DATABASE_URL", None)
-    from gateway_pipelines.lib.warehouse import resolve_urls, with_database
+    from gateway_pipelines.lib.warehouse import with_database
+    from gateway_pipelines.runtime.instance import warehouse_urls
 
-    base = with_database(resolve_urls().warehouse, "postgres")
+    base = with_database(warehouse_urls().warehouse, "postgres")
     work = home / "files"
     work.mkdir()
     dump_4800 = work / "tmdb_5000_movies.csv"

@@ -141,10 +141,11 @@ def start_server(home: Path, shared_buffers: str | None) -> tuple[str, dict[str,
     for var in ("DATABASE_URL", "DAGSTER_PG_URL"):
         os.environ.pop(var, None)
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir
-    from gateway_pipelines.lib.warehouse import connect, resolve_urls, with_database
+    from gateway_pipelines.settings import SQL_DIR
+    from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.runtime.instance import warehouse_urls
 
-    urls = resolve_urls()
+    urls = warehouse_urls()
     if shared_buffers:
         # 128 MB (the default) cannot hold a 100k x 768-d HNSW graph (~400 MB); Chroma keeps its whole
         # index in RAM, so give Postgres room for its index too
@@ -153,7 +154,7 @@ def start_server(home: Path, shared_buffers: str | None) -> tuple[str, dict[str,
             admin.execute(sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(sql.Literal(shared_buffers)))
         restart_server(home)
     with connect(urls.warehouse) as conn:
-        apply_migrations(conn, sql_dir())
+        apply_migrations(conn, SQL_DIR)
     with connect(urls.warehouse) as conn:
         settings = {
             name: conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]

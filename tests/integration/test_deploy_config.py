@@ -31,18 +31,14 @@ DAGSTER_SERVICES = ("code", "webserver", "daemon")
 # Each needs a reason; anything else the code reads must be set there (a `${VAR:-}` passthrough
 # counts), so a new setting cannot be forgotten in the deployment.
 ENV_ALLOWLIST = {
-    # dbt/profiles.yml reads these. The dbt asset derives them from DATABASE_URL at run time
-    # (WarehouseResource.dbt_env() -> os.environ before `dbt build`); setting them in compose would
-    # state the credentials twice, and the two could disagree.
-    "GATEWAY_PG_HOST": "derived from DATABASE_URL by the dbt asset",
-    "GATEWAY_PG_PORT": "derived from DATABASE_URL by the dbt asset",
-    "GATEWAY_PG_USER": "derived from DATABASE_URL by the dbt asset",
-    "GATEWAY_PG_PASSWORD": "derived from DATABASE_URL by the dbt asset",
-    "GATEWAY_PG_DATABASE": "derived from DATABASE_URL by the dbt asset",
-    # Overrides for a checkout whose sql/ or dbt/ is not next to the package. The image installs
-    # the project in editable mode at /opt/dagster/app, so both resolve by default (state.py).
-    "GATEWAY_SQL_DIR": "image keeps sql/ next to the package",
-    "GATEWAY_DBT_DIR": "image keeps dbt/ next to the package",
+    # dbt/profiles.yml reads these, for a person running dbt by hand. Runs never do: the dbt
+    # resource writes a private profile from the warehouse URL (DbtWarehouseResource), so setting
+    # them in compose would state the credentials twice, and the two could disagree.
+    "GATEWAY_PG_HOST": "dbt/profiles.yml, for dbt by hand only",
+    "GATEWAY_PG_PORT": "dbt/profiles.yml, for dbt by hand only",
+    "GATEWAY_PG_USER": "dbt/profiles.yml, for dbt by hand only",
+    "GATEWAY_PG_PASSWORD": "dbt/profiles.yml, for dbt by hand only",
+    "GATEWAY_PG_DATABASE": "dbt/profiles.yml, for dbt by hand only",
 }
 
 # How the code reads env vars. `env` is the project's name for a Mapping parameter that defaults to
@@ -50,6 +46,7 @@ ENV_ALLOWLIST = {
 # (`env["X"] = ...`) are not reads; `setdefault` only supplies a library default.
 _NAME = r"""["']([A-Z][A-Z0-9_]*)["']"""
 ENV_READ_PATTERNS = [
+    re.compile(rf"\bSetting\(\s*{_NAME}"),  # gateway_pipelines/settings.py declares every variable
     re.compile(rf"\benviron\.get\(\s*{_NAME}"),
     re.compile(rf"\benviron\[\s*{_NAME}\s*\](?!\s*=[^=])"),
     re.compile(rf"\bgetenv\(\s*{_NAME}"),
@@ -158,7 +155,7 @@ def instance_env_refs(node) -> set[str]:
 
 
 def test_workspace_points_at_the_code_service(compose, workspace):
-    from gateway_pipelines.lib.instance import LOCATION_NAME
+    from gateway_pipelines.runtime.instance import LOCATION_NAME
 
     entries = [e["grpc_server"] for e in workspace["load_from"] if "grpc_server" in e]
     assert len(entries) == 1, f"expected one grpc_server entry in workspace.yaml, got {workspace['load_from']}"
@@ -313,7 +310,9 @@ def test_passthroughs_forward_their_own_name(compose):
 
 
 def test_partition_start_default_matches_the_code(compose):
-    from gateway_pipelines.defs.tmdb.partitions import DEFAULT_START
+    from gateway_pipelines.settings import BY_NAME
+
+    DEFAULT_START = BY_NAME["GATEWAY_TMDB_START_DATE"].default
 
     match = _PASSTHROUGH.match(service_env(compose, "code")["GATEWAY_TMDB_START_DATE"])
     # An empty value would reach DailyPartitionsDefinition as start_date="" and break the location.

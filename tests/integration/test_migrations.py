@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from gateway_pipelines.lib.migrations import MigrationError, apply_migrations, discover
-from gateway_pipelines.lib.state import sql_dir
+from gateway_pipelines.settings import SQL_DIR
 from gateway_pipelines.lib.warehouse import connect
 
 EXPECTED_SCHEMAS = {"raw", "analytics", "vectors", "memory", "learning", "meta"}
@@ -16,10 +16,10 @@ EXPECTED_SCHEMAS = {"raw", "analytics", "vectors", "memory", "learning", "meta"}
 
 def test_migrations_create_every_schema_and_record_a_ledger(empty_db):
     with connect(empty_db) as conn:
-        report = apply_migrations(conn, sql_dir())
+        report = apply_migrations(conn, SQL_DIR)
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
         ledger = conn.execute("SELECT version, name, checksum FROM meta.schema_migrations ORDER BY version").fetchall()
-    files = discover(sql_dir())
+    files = discover(SQL_DIR)
     assert report.applied == [m.path.name for m in files]
     assert EXPECTED_SCHEMAS <= schemas
     assert [(v, n) for v, n, _ in ledger] == [(m.version, m.name) for m in files]
@@ -29,7 +29,7 @@ def test_migrations_create_every_schema_and_record_a_ledger(empty_db):
 def test_second_apply_is_a_no_op(fresh_db):
     with connect(fresh_db) as conn:
         before = conn.execute("SELECT version, applied_at FROM meta.schema_migrations ORDER BY 1").fetchall()
-        report = apply_migrations(conn, sql_dir())
+        report = apply_migrations(conn, SQL_DIR)
         after = conn.execute("SELECT version, applied_at FROM meta.schema_migrations ORDER BY 1").fetchall()
     assert report.applied == [] and len(report.already_applied) == len(before)
     assert before == after
@@ -37,7 +37,7 @@ def test_second_apply_is_a_no_op(fresh_db):
 
 def test_an_edited_applied_migration_is_refused_naming_the_file(fresh_db, tmp_path):
     edited = tmp_path / "sql"
-    shutil.copytree(sql_dir(), edited)
+    shutil.copytree(SQL_DIR, edited)
     target = edited / "002_raw.sql"
     target.write_text(target.read_text() + "\n-- an innocent-looking edit\n")
     with connect(fresh_db) as conn:
@@ -47,7 +47,7 @@ def test_an_edited_applied_migration_is_refused_naming_the_file(fresh_db, tmp_pa
 
 def test_a_failing_migration_rolls_back_and_is_not_recorded(fresh_db, tmp_path):
     folder = tmp_path / "sql"
-    shutil.copytree(sql_dir(), folder)
+    shutil.copytree(SQL_DIR, folder)
     (folder / "900_broken.sql").write_text(
         "CREATE TABLE raw.half_done (id int);\nSELECT * FROM raw.table_that_does_not_exist;\n"
     )
@@ -71,7 +71,7 @@ def test_concurrent_migrators_are_serialised(empty_db):
     def migrate():
         try:
             with connect(empty_db) as conn:
-                results.append(apply_migrations(conn, sql_dir()))
+                results.append(apply_migrations(conn, SQL_DIR))
         except Exception as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -82,9 +82,9 @@ def test_concurrent_migrators_are_serialised(empty_db):
         t.join()
     assert errors == []
     applied = sorted(name for r in results for name in r.applied)
-    assert applied == sorted(m.path.name for m in discover(sql_dir()))
+    assert applied == sorted(m.path.name for m in discover(SQL_DIR))
     with psycopg.connect(empty_db) as conn:
-        assert conn.execute("SELECT count(*) FROM meta.schema_migrations").fetchone()[0] == len(discover(sql_dir()))
+        assert conn.execute("SELECT count(*) FROM meta.schema_migrations").fetchone()[0] == len(discover(SQL_DIR))
 
 
 def test_contract_lists_every_table_the_migrations_create(fresh_db):
@@ -102,4 +102,4 @@ def test_contract_lists_every_table_the_migrations_create(fresh_db):
             )
         }
     assert tables == set(contract.tables)
-    assert Path(sql_dir() / "schema_contract.yml").exists()
+    assert Path(SQL_DIR / "schema_contract.yml").exists()

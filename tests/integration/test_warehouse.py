@@ -12,7 +12,7 @@ def test_embedded_server_reuses_the_running_server(platform, gateway_home):
     paths, urls = platform
     assert urls.embedded
     assert str(gateway_home) in urls.warehouse
-    again = wh.resolve_urls()
+    again = wh.resolve_urls(None, home=gateway_home)
     assert again.warehouse == urls.warehouse
     with wh.connect(urls.warehouse) as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
@@ -105,13 +105,13 @@ def test_url_helpers_round_trip():
 
 
 def test_embedded_server_that_cannot_start_says_why_and_how_to_fix(tmp_path):
-    from gateway_pipelines.lib.state import StatePaths
+    from gateway_pipelines.runtime.paths import StatePaths
 
     paths = StatePaths(tmp_path / "home")
     paths.home.mkdir(parents=True)
     paths.pgdata.write_text("not a directory")  # the data folder is occupied by a file
     with pytest.raises(wh.WarehouseError) as info:
-        wh.start_embedded(paths)
+        wh.start_embedded(paths.home)
     message = str(info.value)
     assert str(paths.pgdata) in message
     assert "DATABASE_URL" in message and "Fixes:" in message

@@ -1,27 +1,86 @@
+"""The dbt models as assets, built by a cached factory when definitions load.
+
+Incremental models are daily-partitioned (a run passes its window as dbt vars, and a range
+backfill is one dbt invocation); whole-table models are unpartitioned, so the UI shows one
+materialisation of dim_content instead of 335 days of it.
+"""
+
 import json
-import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
+from gateway_pipelines import automation
 from gateway_pipelines.defs.analytics.project import dbt_project
-from gateway_pipelines.defs.tmdb.partitions import daily_partitions
-from gateway_pipelines.lib.warehouse import WarehouseResource
+from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
+from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
+
+INCREMENTAL = "config.materialized:incremental"
+OWNERS = ["team:analytics"]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-)
-def gateway_dbt_models(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource
-):
-    """dbt build over the run's partition window: one dbt invocation for a whole backfill."""
-    # dbt reads its connection from these env vars (dbt/profiles.yml); the resource resolves them
-    # from DATABASE_URL or the embedded server.
-    os.environ.update(warehouse.dbt_env())
-    window = context.partition_time_window
-    dbt_vars = {"min_date": window.start.strftime("%Y-%m-%d"), "max_date": window.end.strftime("%Y-%m-%d")}
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream().fetch_row_counts()
+class DbtConfig(dg.Config):
+    full_refresh: bool = False  # rebuild incremental models from all of raw, not just the run's window
+
+
+class GatewayDbtTranslator(DagsterDbtTranslator):
+    """Owners and automation per model; the rest as dagster-dbt derives it from the manifest."""
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return super().get_owners(dbt_resource_props) or OWNERS
+
+    def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
+        if dbt_resource_props.get("resource_type") != "model":
+            return None
+        if dbt_resource_props.get("config", {}).get("materialized") == "incremental":
+            return automation.after_partition_update()
+        return automation.after_any_partition_of(
+            dg.AssetSelection.assets("stg_tmdb__titles"), "stg_tmdb__titles updated since last build"
+        )
+
+
+TRANSLATOR = GatewayDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def _build_args(config: DbtConfig) -> list[str]:
+    return ["build", *(["--full-refresh"] if config.full_refresh else [])]
+
+
+@cache
+def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.AssetsDefinition, ...]:
+    manifest = dbt_project().manifest_path
+
+    @dbt_assets(
+        manifest=manifest,
+        select=INCREMENTAL,
+        name="dbt_incremental_models",
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        dagster_dbt_translator=TRANSLATOR,
+    )
+    def dbt_incremental_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
+        """The run's partition window as dbt vars: one dbt invocation for a whole range."""
+        window = context.partition_time_window
+        dbt_vars = {"min_date": window.start.strftime("%Y-%m-%d"), "max_date": window.end.strftime("%Y-%m-%d")}
+        args = [*_build_args(config), "--vars", json.dumps(dbt_vars)]
+        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+
+    @dbt_assets(
+        manifest=manifest,
+        exclude=INCREMENTAL,
+        name="dbt_table_models",
+        dagster_dbt_translator=TRANSLATOR,
+    )
+    def dbt_table_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
+        """Whole-table models, rebuilt from what the incremental models hold."""
+        yield from dbt.cli(_build_args(config), context=context).stream().fetch_row_counts()
+
+    return dbt_incremental_models, dbt_table_models
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(assets=list(dbt_model_assets(tmdb_partitions())))

@@ -1,11 +1,18 @@
-"""The dbt project, with its manifest prepared before definitions load (fresh clones included)."""
+"""The dbt project. Its manifest is built by `make install` (`dbt parse`), or on first load if missing."""
+
+from functools import cache
+from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from gateway_pipelines.lib.state import dbt_project_dir
+from gateway_pipelines import settings
 
-dbt_project = DbtProject(project_dir=dbt_project_dir(), profiles_dir=dbt_project_dir(), target="gateway")
-if not dbt_project.manifest_path.exists():
-    # `dbt parse` needs no database; prepare_if_dev() only runs under `dagster dev`, and a fresh
-    # clone has no manifest, so prepare whenever it is missing.
-    dbt_project.preparer.prepare(dbt_project)
+
+@cache
+def dbt_project(project_dir: Path = settings.DBT_DIR) -> DbtProject:
+    project = DbtProject(project_dir=project_dir, profiles_dir=project_dir, target="gateway")
+    if not project.manifest_path.exists():
+        # `dbt parse` needs no database; this runs when definitions load, never on import, and
+        # only on a checkout that skipped `make install` (the manifest is then written once)
+        project.preparer.prepare(project)
+    return project

@@ -1,14 +1,18 @@
-"""Daily UTC partitions shared by TMDB ingestion and the dbt models over it."""
+"""Daily UTC partitions shared by TMDB ingestion and the incremental dbt model over it."""
 
-import os
+from functools import cache
 
 import dagster as dg
 
-DEFAULT_START = "2026-01-01"
+from gateway_pipelines import settings
 
 
-def tmdb_start_date() -> str:
-    return os.environ.get("GATEWAY_TMDB_START_DATE") or DEFAULT_START
+@cache
+def daily_partitions(start_date: str) -> dg.DailyPartitionsDefinition:
+    # end_offset=1: today's partition exists, so a file landed today has somewhere to go
+    return dg.DailyPartitionsDefinition(start_date=start_date, timezone="UTC", end_offset=1)
 
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=tmdb_start_date(), timezone="UTC", end_offset=1)
+def tmdb_partitions() -> dg.DailyPartitionsDefinition:
+    """The partitions as configured (GATEWAY_TMDB_START_DATE), built when definitions load."""
+    return daily_partitions(settings.value("GATEWAY_TMDB_START_DATE"))

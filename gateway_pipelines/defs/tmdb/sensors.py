@@ -2,9 +2,9 @@ import json
 
 import dagster as dg
 
-from gateway_pipelines.defs.tmdb.partitions import daily_partitions
-from gateway_pipelines.lib.state import state_paths
+from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
 from gateway_pipelines.lib.tmdb.landing import LandingFile, scan_landing
+from gateway_pipelines.lib.tmdb.resource import TMDBResource
 
 MAX_REMEMBERED = 5000  # run keys kept in the cursor; older files would be re-checked by run_key anyway
 
@@ -33,17 +33,28 @@ def landing_run_requests(
     return requests
 
 
-@dg.sensor(
-    job_name="tmdb_daily_job",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Ingests each TMDB export (.json.gz) or dump (.csv) dropped into $GATEWAY_HOME/landing/tmdb/, once.",
-)
-def tmdb_landing_sensor(context: dg.SensorEvaluationContext):
-    folder = state_paths().landing / "tmdb"
-    seen = set(json.loads(context.cursor)) if context.cursor else set()
-    requests = landing_run_requests(scan_landing(folder), daily_partitions, seen)
-    if not requests:
-        return dg.SkipReason(f"no new files in {folder}")
-    remembered = (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:]
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered))
+def build_landing_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="tmdb_landing_sensor",
+        target=dg.AssetSelection.assets("tmdb_titles"),
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Ingests each TMDB export (.json.gz) or dump (.csv) dropped into the landing folder "
+        "(TMDBResource.landing_dir, $GATEWAY_HOME/landing/tmdb/), once; the automation sensor then "
+        "carries it through dbt, embeddings and the index.",
+    )
+    def tmdb_landing_sensor(context: dg.SensorEvaluationContext, tmdb: TMDBResource):
+        folder = tmdb.landing_path()
+        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        requests = landing_run_requests(scan_landing(folder), partitions_def, seen)
+        if not requests:
+            return dg.SkipReason(f"no new files in {folder}")
+        remembered = (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:]
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered))
+
+    return tmdb_landing_sensor
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(sensors=[build_landing_sensor(tmdb_partitions())])

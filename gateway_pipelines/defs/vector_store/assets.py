@@ -2,14 +2,22 @@ import base64
 
 import dagster as dg
 
-from gateway_pipelines.lib.state import state_paths
+from gateway_pipelines import automation
+
+from gateway_pipelines.lib.vector_store.history import (
+    measure_serving_recall,
+    recent_measurements,
+    record_measurement,
+)
 from gateway_pipelines.lib.vector_store.index import build_hnsw, index_status
 from gateway_pipelines.lib.vector_store.loader import sync_content_vectors
-from gateway_pipelines.lib.vector_store.recall import measure_recall, recall_plot_png, sample_queries
+from gateway_pipelines.lib.vector_store.recall import recall_plot_png, sweep_table_md, sweep_title, write_plot
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
+from gateway_pipelines.lib.vector_store.tables import CONTENT_VECTORS_SCHEMA, CONTENT_VECTORS_TABLE, table_metadata
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
-EF_SEARCH_SWEEP = (20, 40, 100, 200)
+K = 10
+PLOT_FILE = "content_vectors_recall.png"
 
 
 class ContentVectorsConfig(dg.Config):
@@ -18,10 +26,14 @@ class ContentVectorsConfig(dg.Config):
 
 @dg.asset(
     group_name="vector_store",
+    owners=["team:search"],
+    automation_condition=automation.serving_index(),
     kinds={"pgvector", "postgres"},
     deps=["content_embeddings", "dim_content"],
+    metadata=table_metadata(CONTENT_VECTORS_TABLE, CONTENT_VECTORS_SCHEMA),
     description="The search-serving table vectors.content_vectors with its HNSW (cosine) index: synced "
-    "from content_embeddings ⋈ dim_content in one transaction; bulk changes rebuild the index.",
+    "from content_embeddings ⋈ dim_content in one transaction; bulk changes rebuild the index. Each "
+    "materialisation measures recall@10 and latency over ef_search and records it in meta.recall_measurements.",
 )
 def content_vectors(
     context: dg.AssetExecutionContext,
@@ -35,26 +47,27 @@ def content_vectors(
         with warehouse.connection() as conn:
             report.index_build = build_hnsw(conn, config=vector_search.index_config())
             report.index_rebuilt = True
+    measurement, history = None, []
     with warehouse.connection() as conn:
         status = index_status(conn)
-        sweep = sorted(set(EF_SEARCH_SWEEP) | {vector_search.ef_search})
-        queries = sample_queries(conn, n=vector_search.recall_queries, seed=0)
-        points = measure_recall(conn, queries, k=10, ef_search_values=sweep) if len(queries) else []
-    png = recall_plot_png(points) if points else b""
-    plot_path = state_paths().home / "artifacts" / "content_vectors_recall.png"
-    if png:
-        plot_path.parent.mkdir(parents=True, exist_ok=True)
-        plot_path.write_bytes(png)
-    table = "| ef_search | recall@10 | p50 ms | p99 ms | QPS |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {p.ef_search} | {p.recall:.3f} | {p.p50_ms:.2f} | {p.p99_ms:.2f} | {p.qps:.0f} |" for p in points
-    )
+        if status.exists and status.valid and status.rows_now:
+            measured = measure_serving_recall(
+                conn, status, serving_ef=vector_search.ef_search, index_rebuilt=report.index_rebuilt, k=K,
+                n_queries=vector_search.recall_queries, seed=0,
+            )
+            measurement = record_measurement(conn, measured, run_id=context.run_id)
+            history = recent_measurements(conn)
+        else:
+            context.log.warning(f"recall not measured: index exists={status.exists} valid={status.valid}, "
+                                f"{status.rows_now} rows")
+
+    accounting = report.accounting()
+    if not accounting.adds_up:
+        context.log.warning(f"content_vectors counts do not add up: {'; '.join(accounting.problems())}")
     build = report.index_build
-    metadata = {
+    metadata: dict = {
         "dagster/row_count": status.rows_now,
-        "rows_inserted": report.inserted,
-        "rows_updated": report.updated,
-        "rows_deleted": report.deleted,
-        "rows_unchanged": report.unchanged,
+        **accounting.as_metadata(),
         "bulk_load": report.bulk,
         "index_rebuilt": report.index_rebuilt,
         "index_valid": status.valid,
@@ -62,15 +75,40 @@ def content_vectors(
         "hnsw_m": status.m,
         "hnsw_ef_construction": status.ef_construction,
         "ef_search": vector_search.ef_search,
-        "recall_by_ef_search": dg.MetadataValue.md(table),
         "duration_s": round(report.seconds, 3),
     }
+    if status.rows_at_last_build is not None:
+        metadata["rows_at_last_build"] = status.rows_at_last_build
+    if status.drift_fraction is not None:
+        metadata["index_drift_fraction"] = dg.MetadataValue.float(round(status.drift_fraction, 4))
+    if status.last_built_at is not None:
+        metadata["index_built_at"] = dg.MetadataValue.timestamp(status.last_built_at)
     if build:
         metadata["index_build_s"] = round(build.duration_s, 3)
         metadata["index_parallel_workers"] = build.parallel_workers_launched if build.parallel_workers_launched is not None else -1
-    if png:
-        metadata["recall_plot"] = dg.MetadataValue.md(
-            f"![recall and latency against ef_search](data:image/png;base64,{base64.b64encode(png).decode()})"
+    metadata["recall_measured"] = measurement is not None
+    if measurement is not None:
+        metadata.update({
+            "recall_at_serving_ef": dg.MetadataValue.float(round(measurement.recall, 4)),
+            "p50_ms": dg.MetadataValue.float(round(measurement.p50_ms, 3)),
+            "p99_ms": dg.MetadataValue.float(round(measurement.p99_ms, 3)),
+            "recall_queries": measurement.queries,
+            "recall_target": dg.MetadataValue.float(vector_search.min_recall),
+            "recall_floor": dg.MetadataValue.float(vector_search.recall_floor),
+            "recall_measurement_id": measurement.id,
+            "recall_by_ef_search": dg.MetadataValue.md(
+                sweep_table_md(measurement.sweep, k=K, serving_ef=measurement.ef_search)
+            ),
+        })
+        title = sweep_title(measurement.table_rows, K, measurement.m, measurement.ef_construction)
+        png = recall_plot_png(
+            measurement.sweep, history=history, serving_ef=measurement.ef_search, min_recall=vector_search.min_recall,
+            recall_floor=vector_search.recall_floor, k=K, title=title,
         )
-        metadata["recall_plot_file"] = dg.MetadataValue.path(str(plot_path))
+        metadata["recall_plot"] = dg.MetadataValue.md(
+            f"![{title}; below: the last {len(history)} measurements](data:image/png;base64,"
+            f"{base64.b64encode(png).decode()})"
+        )
+        if vector_search.artifacts_dir:
+            metadata["recall_plot_file"] = dg.MetadataValue.path(str(write_plot(vector_search.artifacts_dir, PLOT_FILE, png)))
     return dg.MaterializeResult(metadata=metadata)

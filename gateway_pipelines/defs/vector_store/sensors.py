@@ -26,7 +26,7 @@ def drift_run_request(status, threshold: float = DRIFT_REBUILD_FRACTION) -> dg.R
 
 
 @dg.sensor(
-    job_name="content_vectors_job",
+    target=dg.AssetSelection.assets("content_vectors"),
     minimum_interval_seconds=600,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Rebuilds the HNSW index when it is missing or invalid, or when the table has changed by more "

@@ -1,19 +1,33 @@
+import hashlib
+
 import dagster as dg
 
+from gateway_pipelines import automation
 from gateway_pipelines.lib.migrations import apply_migrations
-from gateway_pipelines.lib.state import sql_dir
 from gateway_pipelines.lib.warehouse import WarehouseResource, redact_url
+from gateway_pipelines.settings import SQL_DIR
+
+
+def migrations_version() -> str:
+    """A digest of the migration files: a new or edited file is a new code version of the schema."""
+    digest = hashlib.sha256()
+    for path in sorted(SQL_DIR.glob("[0-9][0-9][0-9]_*.sql")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @dg.asset(
     group_name="warehouse",
     kinds={"postgres", "sql"},
+    owners=["team:platform"],
+    code_version=migrations_version(),
+    automation_condition=automation.on_missing_or_new_code(),
     description="The warehouse schema: sql/NNN_*.sql applied in order, recorded in meta.schema_migrations.",
 )
 def warehouse_schema(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     urls = warehouse.urls()
     with warehouse.connection() as conn:
-        report = apply_migrations(conn, sql_dir())
+        report = apply_migrations(conn, SQL_DIR)
         ledger = conn.execute(
             "SELECT version, name, left(checksum, 12), applied_at FROM meta.schema_migrations ORDER BY version"
         ).fetchall()

@@ -16,7 +16,8 @@ import json
 import math
 from typing import Any, Mapping
 
-from .features import METADATA_FIELDS, as_genre_ids, row_year
+from .genre_features import as_genre_ids
+from .metadata_features import METADATA_FIELDS, row_year
 from .hybrid import BlockWeights, embedding_text, mood_text
 
 __all__ = ["embedding_hash", "HASH_VERSION", "hash_payload"]

@@ -4,9 +4,9 @@
 block      dims        source
 =========  ==========  ==============================================================
 plot       0 - 512     text embedding of :func:`embedding_text` (OpenAI or local LSA)
-genre      512 - 576   :func:`features.genre_block`
-mood       576 - 640   :func:`features.mood_block` (energy, tone, intensity, era bands)
-metadata   640 - 768   :func:`features.metadata_block`
+genre      512 - 576   :func:`.genre_features.genre_block`
+mood       576 - 640   :func:`.mood_features.mood_block` (energy, tone, intensity, era bands)
+metadata   640 - 768   :func:`.metadata_features.metadata_block`
 =========  ==========  ==============================================================
 
 :func:`compose` L2-normalises every block on its own (a zero block stays zero),
@@ -27,17 +27,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .features import (
-    GENRE_BLOCK_DIM,
-    METADATA_BLOCK_DIM,
-    MOOD_BLOCK_DIM,
-    genre_block,
-    metadata_block,
-    mood_block,
-    mood_slot,
-    query_metadata_block,
-)
-from .providers import PLOT_DIM, EmbeddingDimensionError, EmbeddingProvider, l2_normalize_rows
+from .base import PLOT_DIM, EmbeddingDimensionError, EmbeddingProvider, l2_normalize_rows
+from .genre_features import GENRE_BLOCK_DIM, genre_block
+from .metadata_features import METADATA_BLOCK_DIM, metadata_block, query_metadata_block
+from .mood_features import MOOD_BLOCK_DIM, mood_block, mood_slot
 
 __all__ = [
     "BLOCKS",
@@ -224,7 +217,7 @@ def build_content_vectors(rows: Sequence[Mapping[str, Any]], provider: Embedding
 @dataclass
 class QueryIntent:
     """What a search asks for. ``mood`` maps feature names (``"energy"``, ``"intensity"``,
-    ``"tone.dark"``, ``"space"``, ...; see :func:`features.mood_slot`) to levels in [0, 1]; they
+    ``"tone.dark"``, ``"space"``, ...; see :func:`.mood_features.mood_slot`) to levels in [0, 1]; they
     override the mood derived from the query's genres and text."""
 
     text: str = ""

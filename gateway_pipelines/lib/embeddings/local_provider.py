@@ -12,7 +12,8 @@ Fitted on the catalogue's own texts, persisted with joblib, downloads nothing.
 
 Persistence: ``save(dir)`` writes ``dir/tfidf-lsa-<version>.joblib`` and then
 atomically points ``dir/LATEST`` at it; ``load(dir)`` follows the pointer,
-``load(file)`` loads that file.
+``load(file)`` loads that file; ``load_or_fit(dir, corpus)`` is what a pipeline uses: the saved
+model when there is one, else a fit on the catalogue that is then saved.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .providers import PLOT_DIM, l2_normalize_rows, model_id_of
+from .base import PLOT_DIM, l2_normalize_rows, model_id_of
 
 __all__ = ["LocalLSAProvider", "LATEST_POINTER", "FORMAT_VERSION"]
 
@@ -181,6 +182,31 @@ class LocalLSAProvider:
         if not p.is_file():
             return False
         return (d / p.read_text().strip()).is_file()
+
+    @classmethod
+    def load_or_fit(cls, models_dir: str | os.PathLike, corpus: Callable[[], Iterable[str]] | None = None, *,
+                    refit: bool = False, **fit_kw: Any) -> "LocalLSAProvider":
+        """The model saved in ``models_dir``; fitted on ``corpus()`` and saved there when none exists or
+        ``refit`` is set.  ``fit_kw`` (``seed``, ``min_df``) go to :meth:`fit`."""
+        d = Path(models_dir)
+        if not refit and cls.exists(d):
+            prov = cls.load(d)
+            log.info("loaded local embedding model %s from %s", prov.model_id, d)
+            return prov
+        if corpus is None:
+            why = "refit requested" if refit else f"no fitted local model in {d}"
+            raise FileNotFoundError(
+                f"cannot build the local embedding model: {why} and no corpus was given. "
+                "Pass corpus=<callable returning the catalogue's texts>, or give an OpenAI API key to use OpenAI."
+            )
+        # the corpus is a callable so that a loaded model never pays for reading the catalogue
+        texts = [t for t in corpus() if isinstance(t, str) and t.strip()]
+        if not texts:
+            raise ValueError("cannot fit the local embedding model: the corpus is empty")
+        prov = cls.fit(texts, **fit_kw)
+        path = prov.save(d)
+        log.info("fitted local embedding model %s on %d texts -> %s", prov.model_id, len(texts), path)
+        return prov
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "LocalLSAProvider":

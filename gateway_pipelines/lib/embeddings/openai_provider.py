@@ -6,23 +6,29 @@ Requests are packed by both API limits (at most ``max_inputs`` inputs and about
 8,191 estimated tokens are truncated with a warning.  Retries (429 / 5xx /
 timeouts, honouring ``retry-after`` / ``retry-after-ms``) are done by the official
 client (``max_retries``); this class does not retry on its own.
+
+The key and the API root are arguments, never looked up: the official client falls back to
+``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` when given ``None``, so a missing key is an error here and
+a missing root becomes :data:`DEFAULT_BASE_URL`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from .providers import EmbeddingDimensionError, l2_normalize_rows, model_id_of
+from .base import EmbeddingDimensionError, l2_normalize_rows, model_id_of
 
-__all__ = ["OpenAIProvider", "estimate_tokens", "MAX_INPUT_TOKENS"]
+__all__ = ["OpenAIProvider", "estimate_tokens", "MAX_INPUT_TOKENS", "DEFAULT_BASE_URL", "DEFAULT_MODEL"]
 
 log = logging.getLogger(__name__)
 
 MAX_INPUT_TOKENS = 8191
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_MODEL = "text-embedding-3-small"
 
 
 def estimate_tokens(text: str) -> int:
@@ -42,7 +48,7 @@ class OpenAIProvider:
         self,
         api_key: str | None = None,
         base_url: str | None = None,
-        model: str = "text-embedding-3-small",
+        model: str = DEFAULT_MODEL,
         dimensions: int = 512,
         max_inputs: int = 2048,
         max_tokens_per_request: int = 300_000,
@@ -68,20 +74,12 @@ class OpenAIProvider:
         if client is None:
             import openai
 
-            client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=int(max_retries),
-                                   timeout=float(timeout))
+            api_key = (api_key or "").strip()
+            if not api_key:
+                raise ValueError("OpenAIProvider needs an api_key (or a ready client)")
+            client = openai.OpenAI(api_key=api_key, base_url=(base_url or "").strip() or DEFAULT_BASE_URL,
+                                   max_retries=int(max_retries), timeout=float(timeout))
         self.client = client
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kw: Any) -> "OpenAIProvider":
-        """Build from ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` in ``env`` (default ``os.environ``);
-        explicit ``kw`` win."""
-        import os
-
-        env = os.environ if env is None else env
-        kw.setdefault("api_key", (env.get("OPENAI_API_KEY") or "").strip() or None)
-        kw.setdefault("base_url", (env.get("OPENAI_BASE_URL") or "").strip() or None)
-        return cls(**kw)
 
     @property
     def model_id(self) -> str:

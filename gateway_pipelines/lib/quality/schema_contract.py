@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from gateway_pipelines.lib.quality.gx_runner import SuiteOutcome, run_query_suite
-from gateway_pipelines.lib.state import sql_dir
+from gateway_pipelines.settings import SQL_DIR
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -30,7 +30,7 @@ class SchemaContract:
 
     @classmethod
     def load(cls, path: Path | None = None) -> SchemaContract:
-        path = path or sql_dir() / "schema_contract.yml"
+        path = path or SQL_DIR / "schema_contract.yml"
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
         signatures: set[str] = set()
         tables = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import os
 import random
 import threading
 import time
@@ -21,7 +20,7 @@ from .records import MEDIA_TYPES
 CHANGES_WINDOW_DAYS = 14
 DETAILS_APPENDS = "keywords,credits,watch/providers"
 _REDACTED = "REDACTED"
-_CREDENTIALS_FIX = (
+CREDENTIALS_FIX = (
     "set TMDB_API_KEY (v3 API key) or TMDB_READ_TOKEN (v4 API read access token) "
     "from https://www.themoviedb.org/settings/api"
 )
@@ -128,7 +127,7 @@ class TMDBClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not api_key and not read_token:
-            raise TMDBConfigError(f"TMDBClient needs credentials: {_CREDENTIALS_FIX}")
+            raise TMDBConfigError(f"TMDBClient needs credentials: {CREDENTIALS_FIX}")
         if max_retries < 0:
             raise ValueError(f"max_retries={max_retries} must be >= 0")
         self._api_key = api_key or None
@@ -153,21 +152,6 @@ class TMDBClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
         )
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kw: Any) -> "TMDBClient":
-        """Build from TMDB_API_KEY or TMDB_READ_TOKEN (and optional TMDB_BASE_URL)."""
-        env = os.environ if env is None else env
-        api_key = (env.get("TMDB_API_KEY") or "").strip() or None
-        read_token = (env.get("TMDB_READ_TOKEN") or "").strip() or None
-        if not api_key and not read_token and not (kw.get("api_key") or kw.get("read_token")):
-            raise TMDBConfigError(f"No TMDB credentials in the environment: {_CREDENTIALS_FIX}")
-        kw.setdefault("api_key", api_key)
-        kw.setdefault("read_token", read_token)
-        base_url = (env.get("TMDB_BASE_URL") or "").strip()
-        if base_url:
-            kw.setdefault("base_url", base_url)
-        return cls(**kw)
 
     # -- lifecycle -----------------------------------------------------------------
     def close(self) -> None:
@@ -302,7 +286,7 @@ class TMDBClient:
         if message:
             detail += f": {self._redact(message)}"
         if status == 401:
-            fix = f"the credentials were refused; {_CREDENTIALS_FIX}"
+            fix = f"the credentials were refused; {CREDENTIALS_FIX}"
         elif status == 404:
             fix = "the title or endpoint does not exist on TMDB"
         elif status == 429 or status >= 500:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .records import SourceRecord
+from .records import SourceError, SourceRecord, file_error
 
 TMDB5000_COLUMNS: tuple[str, ...] = (
     "budget", "genres", "homepage", "id", "keywords", "original_language", "original_title",
@@ -20,17 +20,33 @@ _NUMBER_COLUMNS = ("budget", "id", "popularity", "revenue", "runtime", "vote_ave
 
 
 def read_tmdb5000_csv(path: str | Path) -> Iterator[SourceRecord]:
-    """One SourceRecord per row; bad cells are kept as text so validation can reject them."""
+    """One SourceRecord per row; bad cells are kept as text so validation can reject them.
+
+    A bad cell costs one row (validation rejects it); a file that is not a UTF-8 CSV with the
+    TMDB 5000 header raises SourceError, since no row of it can be trusted.
+    """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in TMDB5000_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path.name} is not a TMDB 5000 movies CSV: columns {missing} are missing; "
-                             f"the header must be {','.join(TMDB5000_COLUMNS)}")
-        for row in reader:
-            # line_num is where the row ends, which is where an editor shows it
-            yield SourceRecord("movie", row_to_movie(row), f"{path.name}:line {reader.line_num}")
+    try:
+        fh = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise file_error(path, exc) from exc
+    reader = csv.DictReader(fh)
+    with fh:
+        try:
+            fieldnames = reader.fieldnames or []
+            missing = [c for c in TMDB5000_COLUMNS if c not in fieldnames]
+            if missing:
+                raise SourceError(f"{path} is not a TMDB 5000 movies CSV: columns {missing} are missing; "
+                                  f"the header must be {','.join(TMDB5000_COLUMNS)}")
+            for row in reader:
+                # line_num is where the row ends, which is where an editor shows it
+                yield SourceRecord("movie", row_to_movie(row), f"{path.name}:line {reader.line_num}")
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{path} is not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} near "
+                              f"line {reader.line_num + 1}); re-save it as UTF-8 CSV") from exc
+        except csv.Error as exc:
+            raise SourceError(f"{path} is not a readable CSV at line {reader.line_num}: {exc}; "
+                              "fix the file or export it again") from exc
 
 
 def row_to_movie(row: dict[str, str | None]) -> dict[str, Any]:

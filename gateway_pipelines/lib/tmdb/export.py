@@ -8,6 +8,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from .records import SourceError, file_error
+
 _MOVIE_PREFIXES = ("movie_ids",)
 _TV_PREFIXES = ("tv_series_ids", "tv_ids")
 _OTHER_PREFIXES = ("person_ids", "collection_ids", "tv_network_ids", "keyword_ids", "production_company_ids")
@@ -17,11 +19,16 @@ def iter_export_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line; bad lines become {"__malformed__", "__line__"}.
 
     Decoding happens per line so one bad byte or a truncated download only
-    costs that line, never the whole file.
+    costs that line, never the whole file. A file that yields no line at all (not gzip, or cut
+    inside its header) raises SourceError: there is nothing to quarantine, only a wrong file.
     """
     n = 0
     try:
-        with gzip.open(path, "rb") as fh:
+        fh = gzip.open(path, "rb")
+    except OSError as exc:
+        raise file_error(path, exc) from exc
+    try:
+        with fh:
             for n, raw in enumerate(fh, start=1):
                 if not raw.strip():
                     continue
@@ -37,6 +44,10 @@ def iter_export_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
                     continue
                 yield n, (obj if isinstance(obj, dict) else _malformed(text, n))
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        if n == 0:
+            raise SourceError(f"{path} is not a gzip-compressed TMDB export ({type(exc).__name__}: {exc}); "
+                              "download it again from https://files.tmdb.org/p/exports/ and keep the .json.gz "
+                              "as it is") from exc
         # A cut-off download: keep what was read and report the tail as one bad line.
         yield n + 1, _malformed(f"<unreadable gzip data after line {n}: {exc}>", n + 1)
 
@@ -67,7 +78,7 @@ def export_media_type(path: str | Path, first_obj: dict | None = None) -> str:
     if name.startswith(_TV_PREFIXES):
         return "tv"
     if name.startswith(_OTHER_PREFIXES):
-        raise ValueError(f"{name} is a TMDB export of {name.split('_ids')[0]}s, not titles; "
+        raise SourceError(f"{name} is a TMDB export of {name.split('_ids')[0]}s, not titles; "
                          "use movie_ids_*.json.gz or tv_series_ids_*.json.gz")
     if first_obj is None:
         first_obj = next((obj for _, obj in iter_export_lines(path) if "__malformed__" not in obj), None)
@@ -76,7 +87,7 @@ def export_media_type(path: str | Path, first_obj: dict | None = None) -> str:
             return "movie"
         if "original_name" in first_obj:
             return "tv"
-    raise ValueError(f"cannot tell whether {name} holds movies or TV series; keep TMDB's file name "
+    raise SourceError(f"cannot tell whether {name} holds movies or TV series; keep TMDB's file name "
                      "(movie_ids_MM_DD_YYYY.json.gz or tv_series_ids_MM_DD_YYYY.json.gz)")
 
 

@@ -43,7 +43,20 @@ TV_GENRES: dict[int, str] = {
     37: "Western",
 }
 
-ALL_GENRE_IDS: tuple[int, ...] = tuple(sorted(set(MOVIE_GENRES) | set(TV_GENRES)))
+
+def _merge(*tables: dict[int, str]) -> dict[int, str]:
+    merged: dict[int, str] = {}
+    for table in tables:
+        for gid, name in table.items():
+            # a shared id must mean the same genre on both lists, or one id would carry two names
+            if merged.setdefault(gid, name) != name:
+                raise ValueError(f"TMDB genre {gid} is {merged[gid]!r} for one media type and {name!r} for another")
+    return merged
+
+
+#: every genre of either media type: movie ids in TMDB's order, then the TV-only ones
+ALL_GENRES: dict[int, str] = _merge(MOVIE_GENRES, TV_GENRES)
+ALL_GENRE_IDS: tuple[int, ...] = tuple(sorted(ALL_GENRES))
 
 
 def genres_for(media_type: str) -> dict[int, str]:

@@ -7,10 +7,13 @@ from datetime import date
 from pathlib import Path
 from typing import Protocol
 
-from .client import TMDBClient
+import httpx
+import psycopg
+
+from .client import CREDENTIALS_FIX, TMDBClient, TMDBConfigError, TMDBError
 from .csv_dump import read_tmdb5000_csv
 from .export import export_media_type, iter_export_lines, keep_export_entry
-from .records import MEDIA_TYPES, Reject, SourceRecord
+from .records import MEDIA_TYPES, Reject, SourceError, SourceRecord, file_error
 from .sample import generate_catalog
 
 SOURCE_NAMES: tuple[str, ...] = ("sample", "csv_dump", "export", "api")
@@ -32,6 +35,7 @@ def _missing(source: str, partition: date, media_type: str, tmdb_id: int, extra:
         reason=f"TMDB answered 404 for /{media_type}/{tmdb_id}: the title was deleted or never existed; "
                "nothing to load (drop the id from the source if it keeps coming back)",
         kind="missing",
+        rule="TMDB answered 404: the title was deleted or never existed",
     )
 
 
@@ -129,21 +133,71 @@ class ApiSource:
                 yield tmdb_id
 
 
+FILE_SOURCES: tuple[str, ...] = ("csv_dump", "export")
+_EXAMPLE_FILES = {"csv_dump": "tmdb_5000_movies.csv", "export": "movie_ids_05_15_2024.json.gz"}
+
+
 def make_source(name: str, *, path: str | None = None, client: TMDBClient | None = None,
                 seed: int = 7) -> TitleSource:
-    """Build a source by name; 'api' without a client reads credentials from the environment."""
+    """Build a source by name; 'api' needs a client (the TMDB resource builds it from its credentials).
+
+    Every problem no retry can fix raises SourceError (or TMDBConfigError) naming the fix.
+    """
     if name == "sample":
         return SampleSource(seed=seed)
-    if name in ("csv_dump", "export"):
+    if name in FILE_SOURCES:
         if not path:
-            example = "tmdb_5000_movies.csv" if name == "csv_dump" else "movie_ids_05_15_2024.json.gz"
-            raise ValueError(f"source {name!r} needs a file path (e.g. {example}); pass path=...")
-        if not Path(path).is_file():
-            raise ValueError(f"source {name!r}: {path} does not exist or is not a file; check the path")
-        return CsvDumpSource(path) if name == "csv_dump" else ExportSource(path, client=client)
+            raise SourceError(f"source {name!r} reads a file and no path was given; "
+                              f"pass the file's path (e.g. {_EXAMPLE_FILES[name]})")
+        file = Path(path).expanduser()
+        if not file.is_file():
+            problem = IsADirectoryError(21, "Is a directory") if file.is_dir() else FileNotFoundError(2, "No such file")
+            raise file_error(file, problem)
+        return CsvDumpSource(file) if name == "csv_dump" else ExportSource(file, client=client)
     if name == "api":
-        return ApiSource(client if client is not None else TMDBClient.from_env())
-    raise ValueError(f"unknown title source {name!r}; valid names are {', '.join(SOURCE_NAMES)}")
+        if client is None:
+            raise TMDBConfigError(f"source 'api' needs TMDB credentials: {CREDENTIALS_FIX}")
+        return ApiSource(client)
+    raise SourceError(f"unknown title source {name!r}; valid names are {', '.join(SOURCE_NAMES)}")
+
+
+# -- which failures deserve a retry -------------------------------------------------
+_TRANSIENT_TYPES = (httpx.TransportError, psycopg.OperationalError, ConnectionError, TimeoutError)
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for what may pass by itself: network errors, timeouts, TMDB 429/5xx, a lost warehouse.
+
+    The chain is searched because wrappers (TMDBError, WarehouseError) keep the transport error as
+    their cause or context. A deterministic error at the head wins: retrying cannot change it.
+    """
+    if deterministic_reason(exc) is not None:
+        return False
+    for link in _chain(exc):
+        if isinstance(link, TMDBError):
+            return link.status == 0 or link.status == 429 or link.status >= 500
+        if isinstance(link, _TRANSIENT_TYPES):
+            return True
+    return False
+
+
+def deterministic_reason(exc: BaseException) -> str | None:
+    """The actionable message of a failure that will happen again on every attempt, else None."""
+    if isinstance(exc, (SourceError, TMDBConfigError)):
+        return str(exc)
+    if isinstance(exc, TMDBError) and 400 <= exc.status < 500 and exc.status != 429:
+        return str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, (ConnectionError, TimeoutError)) and exc.filename:
+        return str(file_error(exc.filename, exc))
+    return None
 
 
 def _is_id(value: object) -> bool:

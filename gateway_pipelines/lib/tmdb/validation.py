@@ -193,9 +193,9 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
     """Validate one source record: a ValidTitle with a clean payload, or a Reject naming the field."""
     raw = rec.record
 
-    def reject(field: str, reason: str) -> Reject:
+    def reject(field: str, reason: str, rule: str | None = None) -> Reject:
         return Reject(source=source, partition=partition, record=jsonable(raw), field=field,
-                      reason=f"{reason} ({rec.ref})")
+                      reason=f"{reason} ({rec.ref})", rule=rule or reason)
 
     if not isinstance(raw, Mapping):
         return reject("<record>", f"record is a {type(raw).__name__}, expected a JSON object; drop or fix it")
@@ -203,15 +203,16 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
         line = raw.get("__line__")
         where = f"line {line}" if line is not None else "the line"
         return reject("<record>", f"{where} is not a JSON object ({str(raw['__malformed__'])[:120]!r}); "
-                                  "fix or delete it in the source file")
+                                  "fix or delete it in the source file",
+                      "the line is not a JSON object; fix or delete it in the source file")
     if rec.media_type not in MEDIA_TYPES:
         return reject("media_type", f"media_type={rec.media_type!r} is unknown; the source must say 'movie' or 'tv'")
 
     try:
         model = _MODELS[rec.media_type].model_validate(dict(raw))
     except ValidationError as exc:
-        field, reason = _explain(exc, raw)
-        return reject(field, reason)
+        field, reason, rule = _explain(exc, raw)
+        return reject(field, reason, rule)
 
     if model.id is None:
         return reject("id", "id is missing; every TMDB title needs its positive integer id")
@@ -312,12 +313,18 @@ _TYPE_WORDS = {
 }
 
 
-def _explain(exc: ValidationError, raw: Mapping) -> tuple[str, str]:
-    """Turn pydantic's first error into (top-level field, human reason)."""
+def _generic_path(loc: tuple) -> str:
+    """genres.[].id for ('genres', 3, 'id'): the same rule whichever list item broke it."""
+    return ".".join("[]" if isinstance(part, int) else str(part) for part in loc)
+
+
+def _explain(exc: ValidationError, raw: Mapping) -> tuple[str, str, str]:
+    """Turn pydantic's first error into (top-level field, human reason, the reason without the value)."""
     err = exc.errors(include_url=False)[0]
     loc = err.get("loc") or ()
     field = str(loc[0]) if loc else "<record>"
     path = ".".join(str(part) for part in loc) or field
+    rule_path = _generic_path(loc) or field
     value = err.get("input")
     if err["type"] == "value_error":
         msg = str(err.get("ctx", {}).get("error") or err["msg"]).removeprefix("Value error, ")
@@ -326,8 +333,8 @@ def _explain(exc: ValidationError, raw: Mapping) -> tuple[str, str]:
     if "fix" not in msg:
         msg += "; fix it in the source or drop the record"
     if err["type"] == "missing":
-        return field, f"{path} {msg}"
+        return field, f"{path} {msg}", f"{rule_path} {msg}"
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    return field, f"{path}={shown} {msg}"
+    return field, f"{path}={shown} {msg}", f"{rule_path} {msg}"

@@ -38,6 +38,7 @@ __all__ = [
     "DIM",
     "IndexConfig",
     "MergeReport",
+    "RowAccounting",
     "SyncReport",
     "copy_merge_embeddings",
     "raw_binary_copy",
@@ -48,17 +49,77 @@ DIM = 768
 STAGE_TABLE = "_stage_content_embeddings"  # in pg_temp: one per session, dropped at the end of the load
 
 
+@dataclass(frozen=True)
+class RowAccounting:
+    """Where every row of one load went, for metadata that adds up.
+
+    Each source row is exactly one of inserted (new key), updated (key existed, content differed)
+    or unchanged; ``deleted`` counts target rows whose key is no longer in the source. Hence
+    ``rows_in = inserted + updated + unchanged`` and ``rows_after = rows_before + inserted - deleted``;
+    when the source is the complete set (a full sync) also ``rows_after = rows_in``.
+    """
+
+    rows_in: int
+    inserted: int
+    updated: int
+    unchanged: int
+    deleted: int
+    rows_before: int
+    rows_after: int
+    complete: bool = True  # the source is the whole table-to-be, so rows_after must equal rows_in
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.inserted + self.updated + self.unchanged != self.rows_in:
+            out.append(
+                f"rows_in {self.rows_in} != inserted {self.inserted} + updated {self.updated} + unchanged {self.unchanged}"
+            )
+        if self.rows_before + self.inserted - self.deleted != self.rows_after:
+            out.append(
+                f"rows_after {self.rows_after} != rows_before {self.rows_before} + inserted {self.inserted} "
+                f"- deleted {self.deleted}"
+            )
+        if self.complete and self.rows_after != self.rows_in:
+            out.append(f"rows_after {self.rows_after} != rows_in {self.rows_in} (a full sync leaves the table = source)")
+        return out
+
+    @property
+    def adds_up(self) -> bool:
+        return not self.problems()
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows_in} in = {self.inserted} inserted + {self.updated} updated + {self.unchanged} unchanged; "
+            f"table {self.rows_before} → {self.rows_after} (+{self.inserted} −{self.deleted} deleted)"
+        )
+
+    def as_metadata(self) -> dict[str, object]:
+        return {
+            "rows_in": self.rows_in,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "rows_unchanged": self.unchanged,
+            "rows_deleted": self.deleted,
+            "rows_before": self.rows_before,
+            "rows_after": self.rows_after,
+            "counts_add_up": self.adds_up,
+            "row_accounting": self.summary() if self.adds_up else self.summary() + "; MISMATCH: " + "; ".join(self.problems()),
+        }
+
+
 @dataclass
 class MergeReport:
     staged: int
     inserted: int
     updated: int
     deleted: int
-    unchanged: int
+    unchanged: int  # staged rows whose hash was already stored
     seconds: float
     copy_seconds: float
     merge_seconds: float
     path: str = "staged"  # 'direct' (empty table: COPY straight in) or 'staged' (COPY to a temp stage + merge)
+    rows_before: int = 0  # target rows when the load took its lock
+    rows_after: int = 0  # target rows at its commit
 
 
 @dataclass
@@ -71,6 +132,20 @@ class SyncReport:
     index_rebuilt: bool
     index_build: IndexBuild | None
     seconds: float
+    rows_before: int = 0  # content_vectors rows when the sync took its lock
+    rows_after: int = 0  # content_vectors rows at its commit (= source rows: the sync is complete)
+
+    def accounting(self) -> RowAccounting:
+        # the source (embeddings ⋈ dim_content) is exactly what the table holds after the sync
+        return RowAccounting(
+            rows_in=self.inserted + self.updated + self.unchanged,
+            inserted=self.inserted,
+            updated=self.updated,
+            unchanged=self.unchanged,
+            deleted=self.deleted,
+            rows_before=self.rows_before,
+            rows_after=self.rows_after,
+        )
 
 
 # --------------------------------------------------------------------------- COPY
@@ -162,8 +237,8 @@ def copy_merge_embeddings(
     inserted = updated = deleted = 0
     with conn.transaction():
         conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-        empty = conn.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(target)).fetchone()[0]
-        if empty:
+        rows_before = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0])
+        if rows_before == 0:
             path = "direct"
             try:
                 with conn.transaction():  # a savepoint, so the duplicate-key error can be reported clearly
@@ -226,6 +301,7 @@ def copy_merge_embeddings(
                     (keys,),
                 ).rowcount
             conn.execute(sql.SQL("DROP TABLE {}").format(staged_rel))
+        rows_after = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0])
     done = time.perf_counter()
     return MergeReport(
         staged=staged,
@@ -237,6 +313,8 @@ def copy_merge_embeddings(
         copy_seconds=copy_done - started,
         merge_seconds=done - copy_done,
         path=path,
+        rows_before=rows_before,
+        rows_after=rows_after,
     )
 
 
@@ -386,4 +464,6 @@ def sync_content_vectors(
         index_rebuilt=rebuild,
         index_build=build,
         seconds=time.perf_counter() - started,
+        rows_before=int(total),
+        rows_after=int(rows_now),
     )

@@ -60,21 +60,49 @@ def test_dbt_tests_are_asset_checks(defs):
     assert "accepted_values_stg_tmdb__titles_media_type__movie__tv" in names
 
 
-def test_partitioned_ingest_and_dbt_share_daily_partitions(defs):
+def test_only_incremental_models_are_partitioned(defs):
     graph = defs.resolve_asset_graph()
     titles = graph.get(dg.AssetKey("tmdb_titles")).partitions_def
     staged = graph.get(dg.AssetKey("stg_tmdb__titles")).partitions_def
     assert isinstance(titles, dg.DailyPartitionsDefinition) and titles == staged
-    assert graph.get(dg.AssetKey("dim_content")).backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(dg.AssetKey("stg_tmdb__titles")).backfill_policy == dg.BackfillPolicy.single_run()
+    # whole-table models are one table, not 335 days of it
+    assert graph.get(dg.AssetKey("dim_content")).partitions_def is None
 
 
-def test_jobs_schedules_sensors_and_resources(defs):
-    for job in ("platform_setup_job", "tmdb_daily_job", "content_vectors_job"):
-        assert defs.resolve_job_def(job) is not None
+def test_dbt_assets_carry_no_unserializable_project(defs):
+    graph = defs.resolve_asset_graph()
+    for name in ("stg_tmdb__titles", "dim_content"):
+        assert "dagster_dbt/project" not in graph.get(dg.AssetKey(name)).metadata
+
+
+def test_platform_job_sensors_schedules_and_resources(defs):
+    job = defs.resolve_job_def("platform_job")
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} >= {
+        "warehouse_schema", "tmdb_titles", "stg_tmdb__titles", "dim_content", "content_embeddings", "content_vectors",
+    }
     assert defs.resolve_schedule_def("tmdb_api_daily").cron_schedule == "0 3 * * *"
-    assert defs.resolve_sensor_def("tmdb_landing_sensor").job_name == "tmdb_daily_job"
-    assert defs.resolve_sensor_def("content_vectors_drift_sensor").job_name == "content_vectors_job"
+    # the sources' triggers start only tmdb_titles; automation carries the rest
+    repository = defs.get_repository_def()
+    for trigger in (defs.resolve_sensor_def("tmdb_landing_sensor"), defs.resolve_schedule_def("tmdb_api_daily")):
+        assert repository.get_job(trigger.job_name).asset_layer.selected_asset_keys == {dg.AssetKey("tmdb_titles")}
+    automation = defs.resolve_sensor_def("platform_automation")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
     assert {"warehouse", "dbt", "tmdb", "embeddings", "vector_search"} <= set(defs.resources or {})
+
+
+def test_every_downstream_asset_has_an_automation_condition_and_owners(defs):
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.owners, key
+        if key.to_user_string() != "tmdb_titles":  # the source: started by its sensor and schedule
+            assert node.automation_condition is not None, key
+
+
+def test_search_has_a_freshness_policy(defs):
+    node = defs.resolve_asset_graph().get(dg.AssetKey("content_vectors"))
+    assert node.freshness_policy is not None
 
 
 def test_tmdb_ingest_has_retries_and_a_pool(defs):

@@ -54,20 +54,19 @@ def _run(db, embeddings: EmbeddingResource) -> dict:
     return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
 
-def test_openai_key_switches_the_real_client_on_and_reruns_make_no_calls(catalogue_db, monkeypatch, tmp_path):
-    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+def test_openai_key_switches_the_real_client_on_and_reruns_make_no_calls(catalogue_db, tmp_path):
     with FakeOpenAIServer() as openai:
-        for key, value in openai.env().items():
-            monkeypatch.setenv(key, value)
-        first = _run(catalogue_db, EmbeddingResource())
+        resource = EmbeddingResource(openai_api_key=openai.api_key, openai_base_url=openai.base_url,
+                                     models_dir=str(tmp_path / "models"))
+        first = _run(catalogue_db, resource)
         sent_first = len(openai.embedding_requests)
-        second = _run(catalogue_db, EmbeddingResource())
+        second = _run(catalogue_db, resource)
         sent_second = len(openai.embedding_requests) - sent_first
         with connect(catalogue_db) as conn:
             conn.execute("UPDATE analytics.dim_content SET overview = 'A lighthouse keeper befriends a whale.' "
                          "WHERE content_key = 'movie-100002'")
             conn.commit()
-        third = _run(catalogue_db, EmbeddingResource())
+        third = _run(catalogue_db, resource)
         last_request = openai.embedding_requests[-1]
     assert first["provider"] == "openai" and first["embedding_model"].startswith("openai:text-embedding-3-small")
     assert first["rows_embedded"] == N_MOVIES + N_TV and sent_first == first["provider_calls"] >= 1
@@ -75,38 +74,37 @@ def test_openai_key_switches_the_real_client_on_and_reruns_make_no_calls(catalog
     assert third["rows_embedded"] == 1 and third["provider_calls"] == 1
     assert last_request.body["dimensions"] == 512 and len(last_request.body["input"]) == 1
     assert "lighthouse keeper" in last_request.body["input"][0]
+    assert not (tmp_path / "models").exists()  # OpenAI: no local model fitted
 
 
-def test_local_model_by_default_and_a_weight_change_re_embeds_everything(catalogue_db, monkeypatch, tmp_path):
-    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
-    first = _run(catalogue_db, EmbeddingResource())
-    again = _run(catalogue_db, EmbeddingResource())
-    reweighted = _run(catalogue_db, EmbeddingResource(genre_weight=0.9))
+def test_local_model_by_default_and_a_weight_change_re_embeds_everything(catalogue_db, tmp_path):
+    models_dir = str(tmp_path / "models")
+    first = _run(catalogue_db, EmbeddingResource(models_dir=models_dir))
+    again = _run(catalogue_db, EmbeddingResource(models_dir=models_dir))
+    reweighted = _run(catalogue_db, EmbeddingResource(models_dir=models_dir, genre_weight=0.9))
     assert first["provider"] == "local" and first["rows_embedded"] == N_MOVIES + N_TV
     assert again["rows_embedded"] == 0 and again["provider_calls"] == 0
     assert reweighted["rows_embedded"] == N_MOVIES + N_TV
     assert (tmp_path / "models").is_dir() and any((tmp_path / "models").iterdir())
 
 
-def test_titles_that_disappear_lose_their_embedding(catalogue_db, monkeypatch, tmp_path):
-    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
-    _run(catalogue_db, EmbeddingResource())
+def test_titles_that_disappear_lose_their_embedding(catalogue_db, tmp_path):
+    _run(catalogue_db, EmbeddingResource(models_dir=str(tmp_path / "models")))
     with connect(catalogue_db) as conn:
         conn.execute("DELETE FROM analytics.dim_content WHERE content_key IN ('movie-100001', 'tv-100001')")
         conn.commit()
-    after = _run(catalogue_db, EmbeddingResource())
+    after = _run(catalogue_db, EmbeddingResource(models_dir=str(tmp_path / "models")))
     with connect(catalogue_db) as conn:
         keys = {r[0] for r in conn.execute("SELECT content_key FROM vectors.content_embeddings")}
     assert after["rows_deleted"] == 2 and after["rows_embedded"] == 0
     assert "movie-100001" not in keys and len(keys) == N_MOVIES + N_TV - 2
 
 
-def test_content_vectors_serves_the_embeddings_and_rebuilds_on_request(catalogue_db, monkeypatch, tmp_path):
+def test_content_vectors_serves_the_embeddings_and_rebuilds_on_request(catalogue_db, tmp_path):
     from gateway_pipelines.defs.vector_store.assets import content_vectors
     from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 
-    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
-    _run(catalogue_db, EmbeddingResource())
+    _run(catalogue_db, EmbeddingResource(models_dir=str(tmp_path / "models")))
     resources = {"warehouse": WarehouseResource(database_url=catalogue_db), "vector_search": VectorSearchResource()}
 
     def materialise(force: bool) -> dict:

@@ -8,24 +8,27 @@ from pathlib import Path
 
 import dagster as dg
 
+from gateway_pipelines.defs.tmdb.partitions import daily_partitions
 from gateway_pipelines.defs.tmdb.schedules import tmdb_api_daily
-from gateway_pipelines.defs.tmdb.sensors import tmdb_landing_sensor
+from gateway_pipelines.defs.tmdb.sensors import build_landing_sensor
+from gateway_pipelines.lib.tmdb.resource import TMDBResource
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "tmdb"
 
 
-def _evaluate(cursor=None):
-    with dg.DagsterInstance.ephemeral() as instance:
-        context = dg.build_sensor_context(instance=instance, cursor=cursor)
-        return tmdb_landing_sensor(context)
-
-
-def test_landing_sensor_fires_once_per_file(platform, monkeypatch, tmp_path):
-    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path))
+def test_landing_sensor_fires_once_per_file(tmp_path):
     landing = tmp_path / "landing" / "tmdb"
     landing.mkdir(parents=True)
+    sensor = build_landing_sensor(daily_partitions("2026-01-01"))
+    # the folder comes from the resource, never from the environment
+    tmdb = TMDBResource(landing_dir=str(landing))
+
+    def _evaluate(cursor=None):
+        with dg.DagsterInstance.ephemeral() as instance:
+            return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"tmdb": tmdb}))
 
     assert isinstance(_evaluate(), dg.SkipReason)
+    assert str(landing) in _evaluate().skip_message
 
     shutil.copy(FIXTURES / "tmdb_5000_movies_sample.csv", landing / "tmdb_5000_movies.csv")
     shutil.copy(FIXTURES / "movie_ids_01_15_2025.json.gz", landing / "movie_ids_03_02_2026.json.gz")
@@ -49,14 +52,13 @@ def test_landing_sensor_fires_once_per_file(platform, monkeypatch, tmp_path):
     assert third.run_requests[0].run_key != by_source["csv_dump"].run_key
 
 
-def test_api_schedule_skips_without_a_key_and_targets_yesterday_with_one(monkeypatch):
+def test_api_schedule_skips_without_a_key_and_targets_yesterday_with_one():
     when = datetime(2026, 3, 10, 3, 0, tzinfo=timezone.utc)
-    monkeypatch.delenv("TMDB_API_KEY", raising=False)
-    monkeypatch.delenv("TMDB_READ_TOKEN", raising=False)
-    skipped = tmdb_api_daily(dg.build_schedule_context(scheduled_execution_time=when))
+    no_key = dg.build_schedule_context(scheduled_execution_time=when, resources={"tmdb": TMDBResource()})
+    skipped = tmdb_api_daily(no_key)
     assert isinstance(skipped, dg.SkipReason) and "TMDB_API_KEY" in skipped.skip_message
-    monkeypatch.setenv("TMDB_API_KEY", "k")
-    request = tmdb_api_daily(dg.build_schedule_context(scheduled_execution_time=when))
+    keyed = dg.build_schedule_context(scheduled_execution_time=when, resources={"tmdb": TMDBResource(api_key="k")})
+    request = tmdb_api_daily(keyed)
     assert request.partition_key == "2026-03-09"
     assert request.run_config["ops"]["tmdb_titles"]["config"]["source"] == "api"
 
@@ -71,8 +73,9 @@ def test_drift_sensor_requests_a_rebuild_only_when_the_table_moved(fresh_db):
     )
 
     def evaluate():
-        with dg.DagsterInstance.ephemeral() as instance:
-            context = dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource(database_url=fresh_db)})
+        with dg.DagsterInstance.ephemeral() as instance, dg.build_sensor_context(
+            instance=instance, resources={"warehouse": WarehouseResource(database_url=fresh_db)}
+        ) as context:
             return content_vectors_drift_sensor(context)
 
     vectors = clustered_vectors(400, seed=3)

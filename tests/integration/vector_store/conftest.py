@@ -19,7 +19,7 @@ _counter = itertools.count()
 def catalogue(server_url: str) -> Iterator[dict]:
     """A migrated database holding `skewed_catalogue(3000)`, synced into content_vectors (index built)."""
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.lib.state import sql_dir
+    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.vector_store import copy_merge_embeddings, sync_content_vectors
     from gateway_pipelines.lib.warehouse import connect, with_database
 
@@ -30,7 +30,7 @@ def catalogue(server_url: str) -> Iterator[dict]:
     url = with_database(server_url, name)
     keys, vectors, dims = skewed_catalogue(3000)
     with connect(url) as conn:
-        apply_migrations(conn, sql_dir())
+        apply_migrations(conn, SQL_DIR)
     with connect(url) as conn:
         conn.execute(DIM_CONTENT_DDL)
         insert_dim_content(conn, dims)

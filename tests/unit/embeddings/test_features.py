@@ -6,19 +6,26 @@ import numpy as np
 import pytest
 
 from gateway_pipelines.lib.embeddings import (
+    BLOCKS,
+    GENRE_ALIASES,
     GENRE_IDS,
+    GENRE_NAMES,
     GENRE_SLOTS,
     LANGUAGES,
     METADATA_LAYOUT,
     MOOD_BANDS,
     MOOD_FEATURES,
+    MOOD_GENRES,
+    MOOD_LEVEL_GENRES,
     as_genre_ids,
     explain_mood,
+    genre_block,
     metadata_block,
     mood_block,
     mood_slot,
     query_metadata_block,
 )
+from gateway_pipelines.lib.tmdb import genres as tmdb_genres
 
 
 def cos(a, b):
@@ -30,6 +37,38 @@ def test_genre_slots_cover_all_27_sorted():
     assert list(GENRE_SLOTS) == sorted(GENRE_SLOTS) == list(GENRE_IDS)
     assert sorted(GENRE_SLOTS.values()) == list(range(27))
     assert GENRE_SLOTS[12] == 0 and GENRE_SLOTS[10770] == 26
+
+
+def test_genre_slots_come_from_the_tmdb_table():
+    assert GENRE_NAMES is tmdb_genres.ALL_GENRES
+    assert GENRE_NAMES == {**tmdb_genres.MOVIE_GENRES, **tmdb_genres.TV_GENRES}
+    assert GENRE_IDS == tmdb_genres.ALL_GENRE_IDS
+    # stored vectors keep these positions: editing the TMDB table must fail here first (and bump HASH_VERSION)
+    assert GENRE_IDS == (12, 14, 16, 18, 27, 28, 35, 36, 37, 53, 80, 99, 878, 9648, 10402, 10749, 10751, 10752,
+                         10759, 10762, 10763, 10764, 10765, 10766, 10767, 10768, 10770)
+
+
+def test_genre_tables_of_the_blocks_name_only_tmdb_genres():
+    known = set(tmdb_genres.ALL_GENRES)
+    assert set(GENRE_ALIASES) <= set(tmdb_genres.TV_GENRES) - set(tmdb_genres.MOVIE_GENRES)
+    assert all(set(targets) <= set(tmdb_genres.MOVIE_GENRES) for targets in GENRE_ALIASES.values())
+    for table in (*MOOD_GENRES.values(), *MOOD_LEVEL_GENRES.values()):
+        assert set(table) <= known, set(table) - known
+
+
+def test_genre_block_lights_tv_aliases_and_drops_unknown_ids():
+    g = genre_block([10765, 99999])
+    assert g.shape == (64,) and g.dtype == np.float32
+    assert g[GENRE_SLOTS[10765]] == 1.0
+    assert g[GENRE_SLOTS[878]] == g[GENRE_SLOTS[14]] == 0.5
+    assert np.count_nonzero(g) == 3 and not g[27:].any()
+
+
+def test_explain_mood_reads_the_mood_slice_of_a_full_vector():
+    m = mood_block([27], "A ghost haunts an old house.")
+    full = np.zeros(768, dtype=np.float32)
+    full[slice(*BLOCKS["mood"])] = m
+    assert explain_mood(full) == explain_mood(m) != {}
 
 
 @pytest.mark.parametrize("raw,expected", [

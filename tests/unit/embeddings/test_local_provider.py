@@ -122,33 +122,53 @@ def test_make_provider_local_fits_once_then_loads(tmp_path):
         calls["n"] += 1
         return plots.corpus()
 
-    env: dict[str, str] = {}
-    p1 = make_provider("auto", state_dir=tmp_path, corpus=corpus, env=env)
+    models = tmp_path / "models"
+    p1 = make_provider("auto", models_dir=models, corpus=corpus)
     assert isinstance(p1, LocalLSAProvider) and calls["n"] == 1
-    assert (tmp_path / "models" / LATEST_POINTER).is_file()
-    p2 = make_provider("local", state_dir=tmp_path, corpus=corpus, env=env)
+    # models_dir is the folder itself: nothing is nested below it
+    assert (models / LATEST_POINTER).is_file() and p1.path.parent == models
+    p2 = make_provider("local", models_dir=models, corpus=corpus)
     assert calls["n"] == 1  # loaded, not refitted
     assert p2.model_id == p1.model_id
     text = [P["space"][0]]
     np.testing.assert_array_equal(p2.embed(text), p1.embed(text))
     # refit on a different catalogue -> a new version becomes the latest
-    p3 = make_provider("local", state_dir=tmp_path, corpus=lambda: plots.corpus()[:30], env=env, refit=True)
+    p3 = make_provider("local", models_dir=str(models), corpus=lambda: plots.corpus()[:30], refit=True)
     assert p3.version != p1.version
-    assert make_provider("local", state_dir=tmp_path, env=env).version == p3.version
+    assert make_provider("local", models_dir=models).version == p3.version
+
+
+def test_load_or_fit_passes_fit_options_and_refit_needs_a_corpus(tmp_path, lsa_model):
+    prov = LocalLSAProvider.load_or_fit(tmp_path, plots.corpus, seed=0)
+    assert prov.version == lsa_model.version  # same corpus, same seed: the same model
+    assert LocalLSAProvider.load_or_fit(tmp_path, plots.corpus, refit=True, seed=1).version != lsa_model.version
+    with pytest.raises(FileNotFoundError, match="refit requested"):
+        LocalLSAProvider.load_or_fit(tmp_path, refit=True)
 
 
 def test_make_provider_local_without_model_or_corpus(tmp_path):
     with pytest.raises(FileNotFoundError, match="no corpus"):
-        make_provider("local", state_dir=tmp_path, env={})
+        make_provider("local", models_dir=tmp_path)
     with pytest.raises(ValueError, match="empty"):
-        make_provider("local", state_dir=tmp_path, env={}, corpus=lambda: ["", "  "])
+        make_provider("local", models_dir=tmp_path, corpus=lambda: ["", "  "])
 
 
 def test_make_provider_auto_ignores_blank_key_and_rejects_unknown_kind(tmp_path):
-    prov = make_provider("auto", state_dir=tmp_path, env={"OPENAI_API_KEY": "  "}, corpus=plots.corpus,
+    prov = make_provider("auto", models_dir=tmp_path, openai_api_key="  ", corpus=plots.corpus,
                          max_retries=3, dimensions=512)  # OpenAI-only options are ignored offline
     assert prov.kind == "local"
     with pytest.raises(TypeError, match="colour"):
-        make_provider("auto", state_dir=tmp_path, env={}, colour="blue")
+        make_provider("auto", models_dir=tmp_path, colour="blue")
+    with pytest.raises(TypeError, match="api_key"):  # the key is `openai_api_key`, not an OpenAI passthrough
+        make_provider("auto", models_dir=tmp_path, api_key="sk-x")
     with pytest.raises(ValueError, match="unknown embedding provider"):
-        make_provider("bert", state_dir=tmp_path, env={})
+        make_provider("bert", models_dir=tmp_path)
+
+
+def test_make_provider_reads_no_environment(tmp_path, monkeypatch):
+    # a key or state folder in the environment must not change what an explicit call builds
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path / "elsewhere"))
+    prov = make_provider("auto", models_dir=tmp_path / "models", corpus=plots.corpus)
+    assert prov.kind == "local"
+    assert (tmp_path / "models" / LATEST_POINTER).is_file() and not (tmp_path / "elsewhere").exists()

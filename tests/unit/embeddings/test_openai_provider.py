@@ -164,13 +164,35 @@ def test_missing_or_wrong_key_is_401():
         assert r.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_from_env_and_make_provider_auto(fake_openai, tmp_path):
-    env = fake_openai.env()
+def test_make_provider_auto_with_a_key_builds_openai(fake_openai, tmp_path):
     # local-only options (refit) are ignored when 'auto' resolves to OpenAI
-    prov = make_provider("auto", state_dir=tmp_path, env=env, max_retries=0, refit=True)
+    prov = make_provider("auto", models_dir=tmp_path, openai_api_key=fake_openai.api_key,
+                         openai_base_url=fake_openai.base_url, max_retries=0, refit=True)
     assert isinstance(prov, OpenAIProvider) and prov.kind == "openai"
     assert prov.embed(["x"]).shape == (1, 512)
     assert fake_openai.request_count == 1
-    prov2 = OpenAIProvider.from_env(env, dimensions=16, max_retries=0)
+    assert fake_openai.embedding_requests[0].headers["authorization"] == f"Bearer {fake_openai.api_key}"
+    assert not any(tmp_path.iterdir())  # no local model was fitted or saved
+    prov2 = make_provider("openai", models_dir=tmp_path, openai_api_key=fake_openai.api_key,
+                          openai_base_url=fake_openai.base_url, openai_model="text-embedding-3-large",
+                          dimensions=16, max_retries=0)
     assert prov2.embed(["x"]).shape == (1, 16)
-    assert prov2.model_id == "openai:text-embedding-3-small@dim16"
+    assert prov2.model_id == "openai:text-embedding-3-large@dim16"
+    assert fake_openai.bodies[-1]["model"] == "text-embedding-3-large"
+
+
+def test_openai_needs_an_explicit_key_even_when_the_environment_has_one(fake_openai, tmp_path, monkeypatch):
+    # the official client would fall back to these variables; the provider must not let it
+    for key, value in fake_openai.env().items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="needs an OpenAI API key"):
+        make_provider("openai", models_dir=tmp_path)
+    with pytest.raises(ValueError, match="api_key"):
+        OpenAIProvider(base_url=fake_openai.base_url)
+    assert fake_openai.request_count == 0
+
+
+def test_base_url_defaults_to_the_public_api_not_the_environment(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    prov = OpenAIProvider(api_key="sk-test", max_retries=0)
+    assert str(prov.client.base_url).rstrip("/") == "https://api.openai.com/v1"

@@ -182,14 +182,13 @@ def test_unknown_media_type(client: TMDBClient) -> None:
         client.details("person", 1)
 
 
-def test_from_env_names_both_variables() -> None:
+def test_no_credentials_names_both_variables() -> None:
     with pytest.raises(TMDBConfigError) as info:
-        TMDBClient.from_env({})
+        TMDBClient()
     assert "TMDB_API_KEY" in str(info.value) and "TMDB_READ_TOKEN" in str(info.value)
 
 
-def test_from_env_reads_key_and_base_url(fake_tmdb: FakeTMDB) -> None:
-    env = {"TMDB_API_KEY": fake_tmdb.api_key, "TMDB_BASE_URL": fake_tmdb.base_url}
-    with TMDBClient.from_env(env) as c:
+def test_key_and_base_url_reach_the_server(fake_tmdb: FakeTMDB) -> None:
+    with TMDBClient(api_key=fake_tmdb.api_key, base_url=fake_tmdb.base_url) as c:
         assert c.base_url == fake_tmdb.base_url
         assert c.genres("tv")[0] == {"id": 10759, "name": "Action & Adventure"}

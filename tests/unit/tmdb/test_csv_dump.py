@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway_pipelines.lib.tmdb import Reject, ValidTitle, read_tmdb5000_csv, validate_record
+from gateway_pipelines.lib.tmdb.records import SourceError
 
 CSV_NAME = "tmdb_5000_movies_sample.csv"
 
@@ -60,6 +61,22 @@ def test_wrong_header_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("id,name\n1,x\n", encoding="utf-8")
     with pytest.raises(ValueError, match="vote_average"):
         list(read_tmdb5000_csv(path))
+
+
+def test_a_file_that_is_not_a_utf8_csv_is_a_source_error(tmp_path: Path, fixtures_dir: Path) -> None:
+    latin = tmp_path / "latin1.csv"
+    text = (fixtures_dir / CSV_NAME).read_text(encoding="utf-8")
+    latin.write_bytes(text.encode("latin-1", errors="replace"))  # Español: one byte not UTF-8
+    with pytest.raises(SourceError, match="not UTF-8 text.*re-save it as UTF-8"):
+        list(read_tmdb5000_csv(latin))
+    with pytest.raises(SourceError, match="no such file"):
+        list(read_tmdb5000_csv(tmp_path / "gone.csv"))
+    with pytest.raises(SourceError, match="is a directory"):
+        list(read_tmdb5000_csv(tmp_path))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(SourceError, match="not a TMDB 5000 movies CSV"):
+        list(read_tmdb5000_csv(empty))
 
 
 def test_streams_rows(fixtures_dir: Path) -> None:

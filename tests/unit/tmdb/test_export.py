@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway_pipelines.lib.tmdb import export_media_type, read_export
+from gateway_pipelines.lib.tmdb.records import SourceError
 
 MOVIES = "movie_ids_01_15_2025.json.gz"
 TV = "tv_series_ids_01_15_2025.json.gz"
@@ -83,3 +84,12 @@ def test_media_type_unknown_is_a_clear_error(tmp_path: Path) -> None:
     path = write_gz(tmp_path / "daily.json.gz", [json.dumps({"id": 1})])
     with pytest.raises(ValueError, match="movie_ids_MM_DD_YYYY"):
         export_media_type(path)
+
+
+def test_a_file_that_is_not_gzip_is_a_source_error_not_a_reject(tmp_path: Path) -> None:
+    plain = tmp_path / "movie_ids_01_15_2025.json.gz"
+    plain.write_text(json.dumps({"id": 1, "original_title": "A"}) + "\n")  # JSON lines, never gzipped
+    with pytest.raises(SourceError, match="not a gzip-compressed TMDB export"):
+        list(read_export(plain))
+    with pytest.raises(SourceError, match="no such file"):
+        list(read_export(tmp_path / "movie_ids_01_16_2025.json.gz"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
 
 from gateway_pipelines.lib.tmdb import (
@@ -15,10 +17,14 @@ from gateway_pipelines.lib.tmdb import (
     Reject,
     SampleSource,
     TMDBClient,
+    TMDBConfigError,
+    TMDBError,
     ValidTitle,
     make_source,
     validate_record,
 )
+from gateway_pipelines.lib.tmdb.records import SourceError
+from gateway_pipelines.lib.tmdb.sources import deterministic_reason, is_transient
 from tests.fakes.tmdb_server import FakeTMDB
 
 DAY = date(2024, 5, 1)
@@ -98,16 +104,67 @@ def test_make_source(fixtures_dir: Path, fake_tmdb: FakeTMDB, client: TMDBClient
     assert make_source("csv_dump", path=str(fixtures_dir / "tmdb_5000_movies_sample.csv")).name == "csv_dump"
     assert make_source("export", path=str(fixtures_dir / MOVIES), client=client).client is client
     assert make_source("api", client=client).name == "api"
-    with pytest.raises(ValueError, match="needs a file path"):
-        make_source("csv_dump")
-    with pytest.raises(ValueError, match="does not exist"):
-        make_source("export", path=str(fixtures_dir / "nope.json.gz"))
-    with pytest.raises(ValueError, match="sample, csv_dump, export, api"):
-        make_source("kaggle")
 
 
-def test_make_api_source_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TMDB_API_KEY", raising=False)
-    monkeypatch.delenv("TMDB_READ_TOKEN", raising=False)
-    with pytest.raises(ValueError, match="TMDB_API_KEY"):
+@pytest.mark.parametrize(
+    ("name", "path", "words"),
+    [
+        ("csv_dump", None, ["csv_dump", "no path was given", "tmdb_5000_movies.csv"]),
+        ("export", None, ["export", "no path was given", "movie_ids_"]),
+        ("export", "nope.json.gz", ["nope.json.gz", "no such file"]),
+        ("csv_dump", ".", ["is a directory"]),
+        ("kaggle", None, ["'kaggle'", "sample, csv_dump, export, api"]),
+    ],
+)
+def test_make_source_refuses_what_no_retry_can_fix(fixtures_dir: Path, name: str, path: str | None,
+                                                   words: list[str]) -> None:
+    full = None if path is None else str(fixtures_dir / path)
+    with pytest.raises(SourceError) as info:
+        make_source(name, path=full)
+    assert all(w in str(info.value) for w in words), str(info.value)
+    assert deterministic_reason(info.value) == str(info.value) and not is_transient(info.value)
+
+
+def test_make_api_source_needs_credentials() -> None:
+    with pytest.raises(TMDBConfigError, match="TMDB_API_KEY") as info:
         make_source("api")
+    assert not is_transient(info.value) and "TMDB_READ_TOKEN" in deterministic_reason(info.value)
+
+
+def _raised_from(outer: Exception, inner: Exception) -> Exception:
+    try:
+        try:
+            raise inner
+        except Exception:
+            raise outer from None  # like WarehouseError: the cause is hidden but kept as context
+    except Exception as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (httpx.ConnectTimeout("timed out"), True),
+        (TMDBError("boom", status=0), True),  # the client's network failure after its own retries
+        (TMDBError("slow down", status=429), True),
+        (TMDBError("bad gateway", status=502), True),
+        (TMDBError("refused", status=401), False),
+        (TMDBError("no such endpoint", status=404), False),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (_raised_from(RuntimeError("Cannot reach Postgres"), psycopg.OperationalError("refused")), True),
+        (ConnectionResetError(104, "reset"), True),
+        (TimeoutError("read timed out"), True),
+        (FileNotFoundError(2, "No such file or directory", "/data/x.csv"), False),
+        (SourceError("x.csv is not a TMDB 5000 movies CSV"), False),
+        (_raised_from(SourceError("wrong file"), httpx.ReadError("reset")), False),  # the head decides
+        (KeyError("a bug"), False),
+    ],
+)
+def test_only_transient_failures_are_retryable(exc: Exception, transient: bool) -> None:
+    assert is_transient(exc) is transient
+
+
+def test_deterministic_reason_names_the_file() -> None:
+    reason = deterministic_reason(PermissionError(13, "Permission denied", "/data/dump.csv"))
+    assert reason is not None and "/data/dump.csv" in reason and "permission denied" in reason
+    assert deterministic_reason(KeyError("a bug")) is None  # unknown: not claimed to be either

@@ -140,6 +140,19 @@ def test_reject_reason_says_what_and_where() -> None:
     assert reject.record["vote_average"] == 11.2
 
 
+def test_rule_drops_the_value_and_the_location_so_rejects_group() -> None:
+    a = check("movie", movie(vote_average=11.2), ref="movies.csv:line 17")
+    b = check("movie", movie(vote_average=42), ref="movies.csv:line 99")
+    c = check("movie", movie(genres=[{"id": 18, "name": "Drama"}, {"id": -3, "name": "X"}]), ref="m:1")
+    d = check("movie", movie(genres=[{"id": -4, "name": "Y"}]), ref="m:2")
+    assert isinstance(a, Reject) and isinstance(b, Reject) and isinstance(c, Reject) and isinstance(d, Reject)
+    assert a.reason != b.reason and a.rule == b.rule
+    assert a.rule.startswith("vote_average is outside 0-10") and "11.2" not in a.rule and "line" not in a.rule
+    assert c.rule == d.rule and c.rule.startswith("genres.[].id ")  # whichever list item broke
+    malformed = [check("movie", {"__malformed__": f"junk {n}", "__line__": n}) for n in (3, 8)]
+    assert len({r.rule for r in malformed}) == 1 and "line" in malformed[0].reason
+
+
 def test_first_failing_field_is_named() -> None:
     rejected(check("movie", movie(id="x", vote_average=99)), "id")
 

@@ -13,8 +13,16 @@ from pathlib import Path
 
 import yaml
 
-from gateway_pipelines.lib.state import PROJECT_ROOT, StatePaths
-from gateway_pipelines.lib.warehouse import with_driver
+from gateway_pipelines import settings
+from gateway_pipelines.lib.warehouse import (
+    WarehouseError,
+    WarehouseUrls,
+    ensure_database,
+    resolve_urls,
+    with_database,
+    with_driver,
+)
+from gateway_pipelines.runtime.paths import StatePaths, state_paths
 
 LOCATION_NAME = "gateway_pipelines.definitions"
 
@@ -27,7 +35,7 @@ def instance_config(template: dict, dagster_pg_url: str) -> dict:
 
 def write_dagster_home(paths: StatePaths, dagster_pg_url: str, template_path: Path | None = None) -> Path:
     """Write dagster.yaml for the embedded instance and return the Dagster home folder."""
-    template_path = template_path or PROJECT_ROOT / "deploy" / "dagster.yaml"
+    template_path = template_path or settings.DEPLOY_DIR / "dagster.yaml"
     template = yaml.safe_load(template_path.read_text(encoding="utf-8"))
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     target = paths.dagster_home / "dagster.yaml"
@@ -39,7 +47,7 @@ def write_dagster_home(paths: StatePaths, dagster_pg_url: str, template_path: Pa
 
 def write_workspace(paths: StatePaths, host: str, port: int, template_path: Path | None = None) -> Path:
     """workspace.yaml pointing at a code server on `host:port`, otherwise identical to the committed one."""
-    template_path = template_path or PROJECT_ROOT / "workspace.yaml"
+    template_path = template_path or settings.PROJECT_ROOT / "workspace.yaml"
     workspace = yaml.safe_load(template_path.read_text(encoding="utf-8"))
     for entry in workspace["load_from"]:
         if "grpc_server" in entry:
@@ -50,21 +58,26 @@ def write_workspace(paths: StatePaths, host: str, port: int, template_path: Path
     return target
 
 
-def bootstrap(env: dict[str, str] | None = None):
+def warehouse_urls(env=None, *, start: bool = True) -> WarehouseUrls:
+    """The warehouse and Dagster databases as the settings name them (the embedded server by default)."""
+    return resolve_urls(
+        settings.value("DATABASE_URL", env),
+        home=settings.gateway_home(env),
+        dagster_pg_url=settings.value("DAGSTER_PG_URL", env),
+        start=start,
+    )
+
+
+def bootstrap(env: dict[str, str] | None = None) -> tuple[StatePaths, WarehouseUrls]:
     """Start (or reuse) the warehouse, write the Dagster home, and export what child processes need.
 
-    Returns (paths, urls). Afterwards DAGSTER_HOME and GATEWAY_HOME are set in `env` (os.environ
-    by default), so `DagsterInstance.get()` and every run subprocess see the same instance.
+    Afterwards DAGSTER_HOME and GATEWAY_HOME are set in `env` (the process environment by default),
+    so `DagsterInstance.get()`, the code server and every run subprocess see the same instance.
     """
-    import os
-
-    from gateway_pipelines.lib.state import state_paths
-    from gateway_pipelines.lib.warehouse import WarehouseError, ensure_database, resolve_urls, with_database
-
-    env = os.environ if env is None else env
+    env = settings.environment() if env is None else env
     paths = state_paths(env).ensure()
-    urls = resolve_urls(env)
-    if not urls.embedded and not env.get("DAGSTER_PG_URL"):
+    urls = warehouse_urls(env)
+    if not urls.embedded and not settings.is_set("DAGSTER_PG_URL", env):
         try:
             ensure_database(with_database(urls.warehouse, "postgres"), "dagster")
         except Exception as exc:

@@ -6,7 +6,6 @@ workspace.yaml and dagster.yaml, so the deploy configuration is exercised withou
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,8 +14,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway_pipelines.lib.instance import write_workspace
-from gateway_pipelines.lib.state import StatePaths
+from gateway_pipelines import settings
+from gateway_pipelines.runtime.instance import write_workspace
+from gateway_pipelines.runtime.paths import StatePaths
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -102,7 +102,7 @@ def start_services(
     env: dict[str, str] | None = None,
     timeout: float = 120.0,
 ) -> PlatformServices:
-    env = dict(os.environ if env is None else env)
+    env = dict(settings.environment() if env is None else env)
     env["DAGSTER_HOME"] = str(paths.dagster_home)
     env["GATEWAY_HOME"] = str(paths.home)
     logdir = paths.home / "logs"

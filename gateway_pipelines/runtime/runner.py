@@ -1,4 +1,4 @@
-"""Execute the platform's jobs on the Dagster instance and summarise what happened.
+"""Execute the platform job on the Dagster instance and summarise what happened.
 
 Runs go through the instance configured in DAGSTER_HOME, so everything `gateway run` does shows
 in the UI afterwards: runs, materialisations, metadata and check results.
@@ -14,28 +14,25 @@ import dagster as dg
 
 
 
+PLATFORM_JOB = "platform_job"
+
+
 @dataclass(frozen=True)
 class JobStep:
-    job: str
-    partition: str | None = None  # "latest": the newest daily partition
+    """One run of a job: the whole graph is one step, since unpartitioned assets share the run."""
+
+    job: str = PLATFORM_JOB
+    partition: str | None = "latest"  # "latest": the newest daily partition
     run_config: dict | None = None
 
 
-MAIN_SEQUENCE: tuple[JobStep, ...] = (
-    JobStep("platform_setup_job"),
-    JobStep("tmdb_daily_job", "latest"),
-    JobStep("content_vectors_job"),
-)
+MAIN_SEQUENCE: tuple[JobStep, ...] = (JobStep(),)
 
 
 def ingest_sequence(source: str, path: str | None, day: str | None) -> tuple[JobStep, ...]:
-    """`gateway ingest`: the schema, one partition of titles with dbt, then vectors."""
+    """`gateway ingest`: the same single run as `gateway run`, with tmdb_titles reading `source`."""
     config = {"source": source, **({"path": path} if path else {})}
-    return (
-        JobStep("platform_setup_job"),
-        JobStep("tmdb_daily_job", day or "latest", {"ops": {"tmdb_titles": {"config": config}}}),
-        JobStep("content_vectors_job"),
-    )
+    return (JobStep(PLATFORM_JOB, day or "latest", {"ops": {"tmdb_titles": {"config": config}}}),)
 
 
 @dataclass
@@ -107,7 +104,7 @@ def run_jobs(
     on_job=None,
     log_level: str = "WARNING",
 ) -> list[JobSummary]:
-    """Run each job in order; stop at the first failure, since later jobs read what it writes."""
+    """Run each step in order; stop at the first failure, since a later one reads what it writes."""
     summaries = []
     for step in sequence:
         job_name, partition = step.job, step.partition
