@@ -13,8 +13,16 @@ AC = dg.AutomationCondition
 
 
 def on_missing_or_new_code() -> dg.AutomationCondition:
-    """For the schema: build it once on a fresh warehouse, and again when the migrations change."""
-    return (AC.on_missing() | AC.code_version_changed()).with_label("missing, or migrations changed")
+    """For the schema: build it on a fresh warehouse, and again when the migrations change.
+
+    on_missing() alone ignores what is already missing when the condition is first evaluated (a
+    fresh deployment), so the first look at a missing schema counts too.
+    """
+    return (
+        (AC.missing() & AC.initial_evaluation()).with_label("missing at first look")
+        | AC.on_missing()
+        | AC.code_version_changed()
+    ).with_label("missing, or migrations changed")
 
 
 def after_parents() -> dg.AutomationCondition:

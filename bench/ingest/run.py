@@ -11,7 +11,6 @@ Prints one JSON document. Targets (measured, never asserted in tests):
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -25,34 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-CSV_COLUMNS = [
-    "budget", "genres", "homepage", "id", "keywords", "original_language", "original_title", "overview",
-    "popularity", "production_companies", "production_countries", "release_date", "revenue", "runtime",
-    "spoken_languages", "status", "tagline", "title", "vote_average", "vote_count",
-]
+from gateway_pipelines.lib.tmdb.dump_writer import write_tmdb5000_csv  # noqa: E402
+
 DAY = date(2026, 3, 1)
-
-
-def write_tmdb5000_csv(path: Path, n: int, seed: int = 11) -> None:
-    """A dump in the exact TMDB 5000 format, from the sample generator's movies."""
-    from gateway_pipelines.lib.tmdb.sample import generate_catalog
-
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for record in generate_catalog(seed=seed, n_movies=n, n_tv=0):
-            p = record.record
-            writer.writerow({
-                "budget": 1_000_000, "genres": json.dumps(p.get("genres") or []), "homepage": "",
-                "id": p["id"], "keywords": json.dumps((p.get("keywords") or {}).get("keywords") or []),
-                "original_language": p.get("original_language") or "", "original_title": p.get("original_title") or "",
-                "overview": p.get("overview") or "", "popularity": p.get("popularity") or 0,
-                "production_companies": "[]", "production_countries": "[]",
-                "release_date": p.get("release_date") or "", "revenue": 0, "runtime": p.get("runtime") or "",
-                "spoken_languages": "[]", "status": p.get("status") or "Released", "tagline": p.get("tagline") or "",
-                "title": p.get("title") or "", "vote_average": p.get("vote_average") or 0,
-                "vote_count": p.get("vote_count") or 0,
-            })
 
 
 def _fresh_database(base_url: str, name: str) -> str:

@@ -81,9 +81,11 @@ GENRES_SCHEMA = dg.TableSchema(
 
 
 @contextmanager
-def failures_told_apart(context: dg.AssetExecutionContext, asset: str) -> Iterator[None]:
+def failures_told_apart(context: dg.AssetExecutionContext, asset: str,
+                        max_retries: int = TMDB_RETRY.max_retries) -> Iterator[None]:
     """Let only transient errors reach the retry policy; everything else fails once, with its reason
-    as the run's headline (a retry policy would otherwise retry it and report "Exceeded max_retries")."""
+    as the run's headline (a retry policy would otherwise retry it and report "Exceeded max_retries").
+    On the last attempt a transient error, too, becomes a Failure, so the headline says what it was."""
     try:
         yield
     except (dg.Failure, dg.RetryRequested, dg.DagsterError):
@@ -96,7 +98,7 @@ def failures_told_apart(context: dg.AssetExecutionContext, asset: str) -> Iterat
                              allow_retries=False) from exc
         if is_transient(exc):
             attempt = context.retry_number + 1
-            if attempt <= TMDB_RETRY.max_retries:
+            if attempt <= max_retries:
                 raise  # the asset's RetryPolicy retries it, with backoff
             raise dg.Failure(description=f"{where}: still failing after {attempt} attempts with a transient error "
                              f"({type(exc).__name__}: {exc}); check the network, TMDB's status or the warehouse, "
@@ -137,7 +139,8 @@ def tmdb_genres(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
     )
 
 
-def build_tmdb_titles(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_tmdb_titles(partitions_def: dg.PartitionsDefinition,
+                      retry_policy: dg.RetryPolicy = TMDB_RETRY) -> dg.AssetsDefinition:
     """tmdb_titles over the configured daily partitions (built when definitions load)."""
 
     @dg.asset(
@@ -146,7 +149,7 @@ def build_tmdb_titles(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         kinds={"postgres", "api"},
         partitions_def=partitions_def,
         deps=["warehouse_schema"],
-        retry_policy=TMDB_RETRY,
+        retry_policy=retry_policy,
         pool="tmdb_api",
         check_specs=titles_check_specs("tmdb_titles", partitions_def),
         metadata={"dagster/table_name": "raw.tmdb_titles", "dagster/column_schema": TITLES_SCHEMA},
@@ -160,7 +163,7 @@ def build_tmdb_titles(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefin
         warehouse: WarehouseResource,
         tmdb: TMDBResource,
     ) -> dg.MaterializeResult:
-        return materialize_titles(context, config, warehouse, tmdb)
+        return materialize_titles(context, config, warehouse, tmdb, max_retries=retry_policy.max_retries)
 
     return tmdb_titles
 
@@ -170,8 +173,10 @@ def materialize_titles(
     config: TitlesConfig,
     warehouse: WarehouseResource,
     tmdb: TMDBResource,
+    *,
+    max_retries: int = TMDB_RETRY.max_retries,
 ) -> dg.MaterializeResult:
-    with failures_told_apart(context, "tmdb_titles"):
+    with failures_told_apart(context, "tmdb_titles", max_retries):
         partition = date.fromisoformat(context.partition_key)
         _check_config(config)
         if config.release_batch is not None:

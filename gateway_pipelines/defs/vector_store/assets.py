@@ -3,13 +3,12 @@ import base64
 import dagster as dg
 
 from gateway_pipelines import automation
-
 from gateway_pipelines.lib.vector_store.history import (
     measure_serving_recall,
     recent_measurements,
     record_measurement,
 )
-from gateway_pipelines.lib.vector_store.index import build_hnsw, index_status
+from gateway_pipelines.lib.vector_store.index import build_hnsw, index_status, rebuild_reason
 from gateway_pipelines.lib.vector_store.loader import sync_content_vectors
 from gateway_pipelines.lib.vector_store.recall import recall_plot_png, sweep_table_md, sweep_title, write_plot
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
@@ -21,7 +20,7 @@ PLOT_FILE = "content_vectors_recall.png"
 
 
 class ContentVectorsConfig(dg.Config):
-    force_index_rebuild: bool = False  # the drift sensor sets this when the table moved far from its build
+    force_index_rebuild: bool = False  # rebuild even when the index is healthy (e.g. after changing m)
 
 
 @dg.asset(
@@ -32,7 +31,8 @@ class ContentVectorsConfig(dg.Config):
     deps=["content_embeddings", "dim_content"],
     metadata=table_metadata(CONTENT_VECTORS_TABLE, CONTENT_VECTORS_SCHEMA),
     description="The search-serving table vectors.content_vectors with its HNSW (cosine) index: synced "
-    "from content_embeddings ⋈ dim_content in one transaction; bulk changes rebuild the index. Each "
+    "from content_embeddings ⋈ dim_content in one transaction; bulk changes, and a missing, invalid or "
+    "drifted (>30% of rows changed since its build) index, rebuild it. Each "
     "materialisation measures recall@10 and latency over ef_search and records it in meta.recall_measurements.",
 )
 def content_vectors(
@@ -43,10 +43,17 @@ def content_vectors(
 ) -> dg.MaterializeResult:
     with warehouse.connection() as conn:
         report = sync_content_vectors(conn, bulk_fraction=vector_search.bulk_fraction, index=vector_search.index_config())
-    if config.force_index_rebuild and not report.index_rebuilt:
+    rebuild_because = None
+    if not report.index_rebuilt:
+        # a missing, invalid or drifted index is repaired here, on every materialisation (and so at
+        # least by the daily verification), rather than by a separate sensor
         with warehouse.connection() as conn:
-            report.index_build = build_hnsw(conn, config=vector_search.index_config())
-            report.index_rebuilt = True
+            rebuild_because = rebuild_reason(index_status(conn), forced=config.force_index_rebuild)
+        if rebuild_because:
+            context.log.info(f"rebuilding the HNSW index: {rebuild_because}")
+            with warehouse.connection() as conn:
+                report.index_build = build_hnsw(conn, config=vector_search.index_config())
+                report.index_rebuilt = True
     measurement, history = None, []
     with warehouse.connection() as conn:
         status = index_status(conn)
@@ -70,6 +77,7 @@ def content_vectors(
         **accounting.as_metadata(),
         "bulk_load": report.bulk,
         "index_rebuilt": report.index_rebuilt,
+        "index_rebuild_reason": rebuild_because or ("bulk load" if report.index_rebuilt else "none"),
         "index_valid": status.valid,
         "index_size_mb": round(status.size_bytes / 2**20, 2),
         "hnsw_m": status.m,

@@ -246,7 +246,7 @@ def _has_columns(conn: psycopg.Connection, table: str, *columns: str) -> bool:
 def index_status(
     conn: psycopg.Connection, table: str = DEFAULT_TABLE, index_name: str = DEFAULT_INDEX
 ) -> IndexStatus:
-    """What the drift sensor needs: does the index exist, is it valid, how far has the table moved.
+    """Does the index exist, is it valid, how far has the table moved since it was built.
 
     Drift counts rows inserted and updated since the last recorded build (from ``created_at`` /
     ``updated_at`` when the table has them) plus rows deleted, over the rows at that build. Tables
@@ -301,3 +301,23 @@ def index_status(
         m=m,
         ef_construction=ef,
     )
+
+
+# Incremental inserts keep an HNSW graph valid but, past this share of the table, it was built for
+# a different table: rebuilding restores recall and the build-time parameters.
+DRIFT_REBUILD_FRACTION = 0.3
+
+
+def rebuild_reason(status: IndexStatus, *, threshold: float = DRIFT_REBUILD_FRACTION, forced: bool = False) -> str | None:
+    """Why the serving index must be rebuilt now, or None when it is healthy."""
+    if forced:
+        return "rebuild requested (force_index_rebuild)"
+    if status.rows_now == 0:
+        return None
+    if not status.exists:
+        return "index missing"
+    if not status.valid:
+        return "index invalid"
+    if status.drift_fraction is not None and status.drift_fraction > threshold:
+        return f"table moved {status.drift_fraction:.0%} since the last build (rebuild above {threshold:.0%})"
+    return None

@@ -307,7 +307,7 @@ def _gates(ax, min_recall: float | None, recall_floor: float | None) -> None:
     if min_recall is not None:
         ax.axhline(min_recall, color="tab:green", linestyle=":", linewidth=1.2, label=f"target {min_recall:.2f} (warn)")
     if recall_floor is not None:
-        ax.axhline(recall_floor, color="tab:red", linestyle=":", linewidth=1.2, label=f"floor {recall_floor:.2f} (error)")
+        ax.axhline(recall_floor, color="tab:red", linestyle="-.", linewidth=1.2, label=f"floor {recall_floor:.2f} (error)")
 
 
 def _sweep_panel(ax, points, *, serving_ef, min_recall, recall_floor, k, title) -> None:
@@ -333,8 +333,8 @@ def _sweep_panel(ax, points, *, serving_ef, min_recall, recall_floor, k, title) 
                         color="tab:blue", fontsize=9)
     ax2 = ax.twinx()
     ax2.plot(ef, [p.p50_ms for p in pts], "s--", color="tab:orange", label="p50 latency")
-    ax2.plot(ef, [p.p99_ms for p in pts], "^:", color="tab:red", alpha=0.8, label="p99 latency")
-    ax2.set_ylabel("latency (ms)", color="tab:orange")
+    ax2.plot(ef, [p.p99_ms for p in pts], "^:", color="tab:purple", label="p99 latency")
+    ax2.set_ylabel("latency (ms)")
     ax2.set_ylim(bottom=0)
     ax.set_title(title, fontsize=10)
     handles = ax.get_lines() + ax2.get_lines()
@@ -357,8 +357,8 @@ def _history_panel(ax, history, *, min_recall, recall_floor, k) -> None:
     ax.set_xticks(x[::step], [_label(h) for h in history[::step]], rotation=30, ha="right", fontsize=8)
     ax.set_xlim(-0.5, len(history) - 0.5)
     ax2 = ax.twinx()
-    ax2.plot(x, [h.p99_ms for h in history], "^:", color="tab:red", label="p99 latency")
-    ax2.set_ylabel("p99 latency (ms)", color="tab:red")
+    ax2.plot(x, [h.p99_ms for h in history], "^:", color="tab:purple", label="p99 latency")
+    ax2.set_ylabel("p99 latency (ms)", color="tab:purple")
     ax2.set_ylim(bottom=0)
     efs = sorted({h.ef_search for h in history})
     ef_text = f"ef_search {efs[0]}" if len(efs) == 1 else "ef_search " + "/".join(map(str, efs))

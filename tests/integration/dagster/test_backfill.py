@@ -1,13 +1,15 @@
-"""A date-range backfill runs dbt once over the window (vars min_date/max_date), and reruns are idempotent."""
+"""A date-range backfill runs the incremental dbt model once over the window (vars min_date/max_date)
+and the whole-table model once after it; reruns are idempotent, and full_refresh rebuilds from raw."""
 
 from datetime import date
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
-from gateway_pipelines.defs.analytics.assets import gateway_dbt_models
-from gateway_pipelines.defs.analytics.project import dbt_project
+from gateway_pipelines.defs.analytics.assets import dbt_model_assets
 from gateway_pipelines.defs.resources import dbt_executable
+from gateway_pipelines.defs.tmdb.partitions import daily_partitions
+from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
+from gateway_pipelines.settings import DBT_DIR
 from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
 from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.sources import SampleSource
@@ -16,13 +18,15 @@ from gateway_pipelines.lib.warehouse import WarehouseResource, connect
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 
 
-def _backfill(db: str) -> dg.ExecuteInProcessResult:
+def _backfill(db: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    warehouse = WarehouseResource(database_url=db)
     return dg.materialize(
-        [gateway_dbt_models],
+        list(dbt_model_assets(daily_partitions("2026-01-01"))),
         resources={
-            "warehouse": WarehouseResource(database_url=db),
-            "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable()),
+            "warehouse": warehouse,
+            "dbt": DbtWarehouseResource(project_dir=str(DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse),
         },
+        run_config=run_config,
         tags={
             "dagster/asset_partition_range_start": DAYS[0].isoformat(),
             "dagster/asset_partition_range_end": DAYS[-1].isoformat(),
@@ -41,13 +45,15 @@ def test_range_backfill_is_one_dbt_run_and_reruns_change_nothing(fresh_db):
 
     first = _backfill(fresh_db)
     assert first.success
-    steps = [e for e in first.all_events if e.event_type_value == "STEP_START"]
-    assert len(steps) == 1  # one dbt invocation for the three days
-    materialized = {
+    steps = [e.step_key for e in first.all_events if e.event_type_value == "STEP_START"]
+    # one dbt invocation for the three days of the incremental model, one for the whole table after it
+    assert sorted(steps) == ["dbt_incremental_models", "dbt_table_models"]
+    materialized = [
         (e.asset_key.to_user_string(), e.partition)
         for e in (ev.step_materialization_data.materialization for ev in first.get_asset_materialization_events())
-    }
-    assert {("stg_tmdb__titles", d.isoformat()) for d in DAYS} <= materialized
+    ]
+    assert {("stg_tmdb__titles", d.isoformat()) for d in DAYS} <= set(materialized)
+    assert [m for m in materialized if m[0] == "dim_content"] == [("dim_content", None)]  # one table, no days
     with connect(fresh_db) as conn:
         before = conn.execute(
             "SELECT content_key, title, genre_names FROM analytics.dim_content ORDER BY 1"
@@ -61,3 +67,26 @@ def test_range_backfill_is_one_dbt_run_and_reruns_change_nothing(fresh_db):
         staged = conn.execute("SELECT count(*), count(DISTINCT content_key) FROM analytics.stg_tmdb__titles").fetchone()
     assert after == before
     assert staged == (120, 120)
+
+
+def test_full_refresh_rebuilds_the_incremental_model_from_all_of_raw(fresh_db):
+    records = list(SampleSource(n_movies=30, n_tv=0).records(DAYS[0]))
+    with connect(fresh_db) as conn:
+        upsert_genres(conn, "movie", [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()])
+        ingest(conn, records, source="sample", partition=DAYS[0])
+        conn.commit()
+    assert _backfill(fresh_db).success
+    with connect(fresh_db) as conn:
+        # a row dbt would never rewrite incrementally: only a full refresh removes it
+        conn.execute("INSERT INTO analytics.stg_tmdb__titles (content_key, tmdb_id, media_type, title) "
+                     "VALUES ('movie-999999', 999999, 'movie', 'Orphan')")
+        conn.commit()
+    assert _backfill(fresh_db).success
+    with connect(fresh_db) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.stg_tmdb__titles WHERE content_key = 'movie-999999'").fetchone()[0] == 1
+    config = {"ops": {name: {"config": {"full_refresh": True}} for name in ("dbt_incremental_models", "dbt_table_models")}}
+    assert _backfill(fresh_db, config).success
+    with connect(fresh_db) as conn:
+        keys = conn.execute("SELECT count(*), count(*) FILTER (WHERE content_key = 'movie-999999') "
+                            "FROM analytics.stg_tmdb__titles").fetchone()
+    assert keys == (30, 0)

@@ -63,20 +63,22 @@ def test_api_schedule_skips_without_a_key_and_targets_yesterday_with_one():
     assert request.run_config["ops"]["tmdb_titles"]["config"]["source"] == "api"
 
 
-def test_drift_sensor_requests_a_rebuild_only_when_the_table_moved(fresh_db):
-    from gateway_pipelines.defs.vector_store.sensors import content_vectors_drift_sensor
-    from gateway_pipelines.lib.vector_store import build_hnsw, copy_merge_embeddings, sync_content_vectors
-    from gateway_pipelines.lib.vector_store.loader import IndexConfig
+def test_content_vectors_repairs_a_drifted_or_missing_index(fresh_db):
+    """What the old drift sensor did is now part of every content_vectors materialisation."""
+    from gateway_pipelines.defs.vector_store.assets import content_vectors
+    from gateway_pipelines.lib.vector_store import copy_merge_embeddings, sync_content_vectors
+    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
     from gateway_pipelines.lib.warehouse import WarehouseResource, connect
     from tests.integration.vector_store.data import (
         DIM_CONTENT_DDL, clustered_vectors, dim_row, embedding_rows, insert_dim_content,
     )
 
-    def evaluate():
-        with dg.DagsterInstance.ephemeral() as instance, dg.build_sensor_context(
-            instance=instance, resources={"warehouse": WarehouseResource(database_url=fresh_db)}
-        ) as context:
-            return content_vectors_drift_sensor(context)
+    def materialise() -> dict:
+        result = dg.materialize([content_vectors], resources={
+            "warehouse": WarehouseResource(database_url=fresh_db), "vector_search": VectorSearchResource(recall_queries=50)})
+        assert result.success
+        [mat] = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+        return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
 
     vectors = clustered_vectors(400, seed=3)
     keys = [f"movie-{i}" for i in range(1, 401)]
@@ -86,18 +88,21 @@ def test_drift_sensor_requests_a_rebuild_only_when_the_table_moved(fresh_db):
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys[:200], vectors[:200]))
         sync_content_vectors(conn)  # bulk: builds and records the index
-    assert isinstance(evaluate(), dg.SkipReason)
+    healthy = materialise()
+    assert healthy["index_rebuilt"] is False and healthy["index_rebuild_reason"] == "none"
 
     with connect(fresh_db) as conn:
         insert_dim_content(conn, [dim_row(k) for k in keys[200:]])
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys[200:], vectors[200:]))
-        report = sync_content_vectors(conn, bulk_fraction=1.0)  # incremental: no rebuild, 100% drift
-        assert not report.index_rebuilt
-    request = evaluate()
-    assert isinstance(request, dg.RunRequest)
-    assert request.run_config["ops"]["content_vectors"]["config"]["force_index_rebuild"] is True
+        assert not sync_content_vectors(conn, bulk_fraction=1.0).index_rebuilt  # incremental: 100% drift
+    drifted = materialise()
+    assert drifted["index_rebuilt"] is True and "moved 100%" in drifted["index_rebuild_reason"]
+    assert materialise()["index_rebuilt"] is False  # the rebuild reset the drift
 
     with connect(fresh_db) as conn:
-        build_hnsw(conn, config=IndexConfig())
-    assert isinstance(evaluate(), dg.SkipReason)
+        conn.execute("DROP INDEX vectors.content_vectors_vector_hnsw")
+        conn.commit()
+    repaired = materialise()
+    # the sync itself rebuilds a missing index before the asset looks
+    assert repaired["index_rebuilt"] is True and repaired["index_valid"] is True
