@@ -94,8 +94,8 @@ def failures_told_apart(context: dg.AssetExecutionContext, asset: str,
         where = f"{asset} {context.partition_key}" if context.has_partition_key else asset
         reason = str(exc) if isinstance(exc, BatchError) else deterministic_reason(exc)
         if reason is not None:
-            raise dg.Failure(description=f"{where}: {reason}. Not retried: it fails the same way on every attempt.",
-                             allow_retries=False) from exc
+            raise dg.Failure(description=f"{where}: {reason.rstrip('.')}. Not retried: it fails the same way on "
+                             "every attempt.", allow_retries=False) from exc
         if is_transient(exc):
             attempt = context.retry_number + 1
             if attempt <= max_retries:

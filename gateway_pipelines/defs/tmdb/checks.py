@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from datetime import timezone
 
 import dagster as dg
 
@@ -195,6 +196,9 @@ def new_data_result(outcome: BatchOutcome) -> dg.AssetCheckResult:
                 else "no record of it was loadable")
         text = (f"0 new or changed rows on {o.partition}: {what} (read {c.read}: {o.unchanged} unchanged, "
                 f"{c.quarantined} quarantined, {c.skipped} skipped as deleted, {c.duplicates} duplicates)")
+        if o.action == "reloaded":
+            loaded_at = o.batch.created_at.astimezone(timezone.utc)
+            text += f"; this run repeated batch {o.batch.batch_id}, loaded {loaded_at:%Y-%m-%d %H:%M} UTC"
     else:
         passed = True
         text = f"{o.inserted} new and {o.updated} changed titles on {o.partition} ({o.unchanged} unchanged)"

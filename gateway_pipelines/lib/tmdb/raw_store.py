@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timezone
 
 import psycopg
 
@@ -352,7 +352,7 @@ def release_batch(conn: psycopg.Connection, batch_id: int, *, run_id: str | None
         raise BatchError(f"there is no batch {batch_id} in raw.tmdb_batches; list the held ones with "
                          "`gateway tmdb batches --status held`")
     if batch.status != "held":
-        when = f" on {batch.released_at:%Y-%m-%d %H:%M} UTC" if batch.released_at else ""
+        when = f" since {batch.released_at.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if batch.released_at else ""
         raise BatchError(f"batch {batch_id} ({batch.source}, {batch.partition}) is {batch.status}{when}, "
                          "not held: there is nothing to release")
     stored = held_row_count(conn, batch_id)

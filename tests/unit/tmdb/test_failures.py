@@ -44,7 +44,8 @@ def test_transient_errors_go_to_the_retry_policy_until_the_last_attempt() -> Non
     assert _raised(network, Attempt(retry_number=2)) is network
     last = _raised(network, Attempt(retry_number=3))
     assert isinstance(last, dg.Failure) and last.allow_retries is False
-    assert "still failing after 4 attempts with a transient error (ConnectError: connection refused)" in last.description
+    assert "still failing after 4 attempts with a transient error (ConnectError: connection refused)" \
+        in last.description
 
 
 def test_an_unexpected_error_is_not_retried_and_says_so() -> None:
