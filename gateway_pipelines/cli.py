@@ -6,6 +6,8 @@
     gateway db migrate | url    apply sql/ migrations | print the warehouse URL (password hidden)
     gateway status              what the warehouse holds
     gateway ingest --source csv_dump --path tmdb_5000_movies.csv [--date YYYY-MM-DD]
+    gateway tmdb batches [--status held]      the load ledger: every batch, its counts and status
+    gateway tmdb release BATCH_ID             load a held batch after all (through Dagster)
     gateway search "space heist with a rogue AI" [--genre 878] [--year 1990-2010] [--k 10]
     gateway similar movie-100001
 """
@@ -163,6 +165,35 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tmdb(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.tmdb.batches import get_batch, list_batches
+
+    with _warehouse() as warehouse, warehouse.connection() as conn:
+        if args.tmdb_command == "batches":
+            batches = list_batches(conn, status=args.status, limit=args.limit)
+            print(f"{'batch':>6}  {'day':<10} {'source':<9} {'status':<9} {'file':<28} counts")
+            for b in batches:
+                reason = f"; top reason: {b.top_reason.field}: {b.top_reason.reason}" if b.top_reason and b.status == "held" else ""
+                print(f"{b.batch_id:>6}  {b.partition.isoformat():<10} {b.source:<9} {b.status:<9} "
+                      f"{(b.file_name or '-')[:28]:<28} {b.counts.identity()}{reason}")
+            if not batches:
+                print("(no batches)")
+            return 0
+        batch = get_batch(conn, args.batch_id)
+    if batch is None:
+        print(f"error: there is no batch {args.batch_id}; `gateway tmdb batches` lists them", file=sys.stderr)
+        return 2
+    if batch.status != "held":
+        print(f"error: batch {batch.batch_id} is {batch.status}, not held: nothing to release", file=sys.stderr)
+        return 2
+    from gateway_pipelines.runtime.runner import JobStep
+
+    # the whole graph for the batch's day, so the released rows reach search in the same run
+    step = JobStep(partition=batch.partition.isoformat(),
+                   run_config={"ops": {"tmdb_titles": {"config": {"release_batch": batch.batch_id}}}})
+    return _run_sequence((step,), log_level="INFO")
+
+
 def _search_filters(args: argparse.Namespace):
     from gateway_pipelines.lib.vector_store.search import SearchFilters
 
@@ -252,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--path", help="the file, for csv_dump and export")
     ingest.add_argument("--date", help="partition YYYY-MM-DD (default: the newest)")
     ingest.set_defaults(func=cmd_ingest)
+
+    tmdb = sub.add_parser("tmdb", help="TMDB load batches: list them, release a held one")
+    tmdb_sub = tmdb.add_subparsers(dest="tmdb_command", required=True)
+    batches = tmdb_sub.add_parser("batches", help="every load, newest first")
+    batches.add_argument("--status", choices=["loaded", "held", "released"])
+    batches.add_argument("--limit", type=int, default=50)
+    release = tmdb_sub.add_parser("release", help="load a batch held by the reject gate, after all")
+    release.add_argument("batch_id", type=int)
+    tmdb.set_defaults(func=cmd_tmdb)
 
     search = sub.add_parser("search", help="semantic search over the catalogue")
     search.add_argument("query")

@@ -47,9 +47,9 @@ def gateway_home() -> Iterator[Path]:
 def platform(gateway_home: Path):
     """The embedded server running, the Dagster home written, the main warehouse migrated."""
     from gateway_pipelines.lib.migrations import apply_migrations
+    from gateway_pipelines.lib.warehouse import connect
     from gateway_pipelines.runtime.instance import bootstrap
     from gateway_pipelines.settings import SQL_DIR
-    from gateway_pipelines.lib.warehouse import connect
 
     paths, urls = bootstrap()
     with connect(urls.warehouse) as conn:

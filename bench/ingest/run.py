@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,8 +33,8 @@ def _fresh_database(base_url: str, name: str) -> str:
     from psycopg import sql
 
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.settings import SQL_DIR
 
     with psycopg.connect(with_database(base_url, "postgres"), autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
@@ -64,8 +63,8 @@ def ingest_once(url: str, source_name: str, n: int, path: Path | None) -> dict:
 def dbt_build(url: str, target_path: Path) -> float:
     """dbt build into its own target folder: the platform's dbt/target/manifest.json names the
     platform's database, and overwriting it would send Dagster's row counts to the bench's."""
-    from gateway_pipelines.settings import DBT_DIR
     from gateway_pipelines.lib.warehouse import dbt_env
+    from gateway_pipelines.settings import DBT_DIR
 
     env = {**os.environ, **dbt_env(url)}
     dbt = str(Path(sys.executable).with_name("dbt"))
@@ -111,8 +110,8 @@ def main() -> None:
     results["csv_dump_into_raw"] = ingest_once(_fresh_database(base, "bench_csv"), "csv_dump", args.n, dump_n)
 
     url = _fresh_database(base, "bench_4800")
-    from gateway_pipelines.lib.tmdb.raw_store import upsert_genres
     from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES
+    from gateway_pipelines.lib.tmdb.raw_store import upsert_genres
     from gateway_pipelines.lib.warehouse import connect
 
     with connect(url) as conn:

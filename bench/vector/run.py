@@ -141,9 +141,9 @@ def start_server(home: Path, shared_buffers: str | None) -> tuple[str, dict[str,
     for var in ("DATABASE_URL", "DAGSTER_PG_URL"):
         os.environ.pop(var, None)
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.warehouse import connect, with_database
     from gateway_pipelines.runtime.instance import warehouse_urls
+    from gateway_pipelines.settings import SQL_DIR
 
     urls = warehouse_urls()
     if shared_buffers:

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-
-
 PLATFORM_JOB = "platform_job"
 
 

@@ -35,8 +35,6 @@ Behaviour, modelled on the real API:
 
 from __future__ import annotations
 
-from tests.fakes.loopback import LoopbackServer
-
 import base64
 import hashlib
 import json
@@ -49,6 +47,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["FakeOpenAIServer", "RecordedRequest", "estimate_tokens", "fake_vector", "openai_error"]
 

@@ -29,8 +29,6 @@ Endpoints, answered with bodies built from real TMDB responses
 
 from __future__ import annotations
 
-from tests.fakes.loopback import LoopbackServer
-
 import copy
 import json
 import threading
@@ -45,6 +43,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+from tests.fakes.loopback import LoopbackServer
 
 __all__ = ["FakeTMDB", "LoggedRequest", "tmdb_error", "fake_tmdb", "FIXTURES"]
 

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from gateway_pipelines.lib.migrations import MigrationError, apply_migrations, discover
-from gateway_pipelines.settings import SQL_DIR
 from gateway_pipelines.lib.warehouse import connect
+from gateway_pipelines.settings import SQL_DIR
 
 EXPECTED_SCHEMAS = {"raw", "analytics", "vectors", "memory", "learning", "meta"}
 

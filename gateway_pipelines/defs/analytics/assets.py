@@ -8,6 +8,7 @@ materialisation of dim_content instead of 335 days of it.
 import json
 from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -49,9 +50,25 @@ def _build_args(config: DbtConfig) -> list[str]:
     return ["build", *(["--full-refresh"] if config.full_refresh else [])]
 
 
+def portable_manifest(path: Path) -> dict[str, Any]:
+    """The manifest with relation names that work in any database of the warehouse.
+
+    dbt writes the parse-time database into `relation_name` ("gateway"."analytics"."dim_content"),
+    and dagster-dbt queries that name for row counts, which Postgres refuses as a cross-database
+    reference when DATABASE_URL names another database. Schema-qualified names resolve in
+    whichever database the run's profile connects to.
+    """
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    for node in manifest.get("nodes", {}).values():
+        relation = node.get("relation_name")
+        if relation and relation.count(".") == 2:
+            node["relation_name"] = relation.split(".", 1)[1]
+    return manifest
+
+
 @cache
 def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.AssetsDefinition, ...]:
-    manifest = dbt_project().manifest_path
+    manifest = portable_manifest(dbt_project().manifest_path)
 
     @dbt_assets(
         manifest=manifest,

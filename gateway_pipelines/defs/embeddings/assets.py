@@ -1,15 +1,18 @@
 import time
 
 import dagster as dg
-
-from gateway_pipelines import automation
 import numpy as np
 
+from gateway_pipelines import automation
 from gateway_pipelines.lib.embeddings.hybrid import build_content_vectors, embedding_text
 from gateway_pipelines.lib.embeddings.plan import plan_embeddings, read_catalog, stored_hashes
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
 from gateway_pipelines.lib.vector_store.loader import RowAccounting, copy_merge_embeddings
-from gateway_pipelines.lib.vector_store.tables import CONTENT_EMBEDDINGS_SCHEMA, CONTENT_EMBEDDINGS_TABLE, table_metadata
+from gateway_pipelines.lib.vector_store.tables import (
+    CONTENT_EMBEDDINGS_SCHEMA,
+    CONTENT_EMBEDDINGS_TABLE,
+    table_metadata,
+)
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 EMBED_RETRY = dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.FULL)

@@ -16,8 +16,21 @@ def migrations_version() -> str:
     return digest.hexdigest()[:16]
 
 
+LEDGER_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("version", "integer", "NNN of sql/NNN_name.sql; applied in order",
+                       constraints=dg.TableColumnConstraints(nullable=False, unique=True, other=["primary key"])),
+        dg.TableColumn("name", "text", "the file name"),
+        dg.TableColumn("checksum", "text", "sha256 of the file as applied: an edited applied migration is refused"),
+        dg.TableColumn("applied_at", "timestamp with time zone", "when it was applied"),
+        dg.TableColumn("duration_ms", "double precision", "how long it took"),
+    ]
+)
+
+
 @dg.asset(
     group_name="warehouse",
+    metadata={"dagster/table_name": "meta.schema_migrations", "dagster/column_schema": LEDGER_SCHEMA},
     kinds={"postgres", "sql"},
     owners=["team:platform"],
     code_version=migrations_version(),

@@ -17,8 +17,8 @@ import math
 from typing import Any, Mapping
 
 from .genre_features import as_genre_ids
-from .metadata_features import METADATA_FIELDS, row_year
 from .hybrid import BlockWeights, embedding_text, mood_text
+from .metadata_features import METADATA_FIELDS, row_year
 
 __all__ = ["embedding_hash", "HASH_VERSION", "hash_payload"]
 

@@ -60,7 +60,6 @@ def run_query_suite(
 ) -> SuiteOutcome:
     """Validate `expectations` (gx.expectations.* instances) against the rows `query` returns."""
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import DataContextConfig, InMemoryStoreBackendDefaults
 
     # analytics off in the context's own config: GX would otherwise phone home from every check

@@ -9,11 +9,11 @@ from gateway_pipelines.defs.analytics.assets import dbt_model_assets
 from gateway_pipelines.defs.resources import dbt_executable
 from gateway_pipelines.defs.tmdb.partitions import daily_partitions
 from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
-from gateway_pipelines.settings import DBT_DIR
 from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
 from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.sources import SampleSource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
+from gateway_pipelines.settings import DBT_DIR
 
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 
@@ -54,6 +54,10 @@ def test_range_backfill_is_one_dbt_run_and_reruns_change_nothing(fresh_db):
     ]
     assert {("stg_tmdb__titles", d.isoformat()) for d in DAYS} <= set(materialized)
     assert [m for m in materialized if m[0] == "dim_content"] == [("dim_content", None)]  # one table, no days
+    # row counts work on a database not named as at parse time (the manifest's names are portable)
+    [dim] = [ev.step_materialization_data.materialization for ev in first.get_asset_materialization_events()
+             if ev.asset_key.to_user_string() == "dim_content"]
+    assert dim.metadata["dagster/row_count"].value == 120
     with connect(fresh_db) as conn:
         before = conn.execute(
             "SELECT content_key, title, genre_names FROM analytics.dim_content ORDER BY 1"

@@ -91,11 +91,13 @@ def test_platform_job_sensors_schedules_and_resources(defs):
     assert {"warehouse", "dbt", "tmdb", "embeddings", "vector_search"} <= set(defs.resources or {})
 
 
-def test_every_downstream_asset_has_an_automation_condition_and_owners(defs):
+def test_every_asset_has_owners_a_column_schema_and_automation(defs):
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.owners, key
+        schema = node.metadata.get("dagster/column_schema")
+        assert schema is not None and len(getattr(schema, "schema", schema).columns) >= 3, key
         if key.to_user_string() != "tmdb_titles":  # the source: started by its sensor and schedule
             assert node.automation_condition is not None, key
 

@@ -1,48 +1,63 @@
 """content_embeddings through Dagster: OpenAI when a key is set (a local server speaking its API),
 the local model otherwise; only changed titles are embedded; a model or weight change re-embeds all."""
 
+import itertools
+import os
 from datetime import date
 
 import dagster as dg
+import psycopg
 import pytest
+from psycopg import sql
 
 from gateway_pipelines.defs.embeddings.assets import content_embeddings
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+from gateway_pipelines.lib.migrations import apply_migrations
+from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
+from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.sources import SampleSource
-from gateway_pipelines.lib.tmdb.validation import validate_record
-from gateway_pipelines.lib.warehouse import WarehouseResource, connect
+from gateway_pipelines.lib.warehouse import WarehouseResource, connect, with_database
+from gateway_pipelines.settings import SQL_DIR
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.integration.vector_store.data import DIM_CONTENT_DDL, insert_dim_content
+from tests.integration.vector_store.data import dbt_build
 
 N_MOVIES, N_TV = 250, 50
+DAY = date(2026, 3, 1)
+_copies = itertools.count()
 
 
-def _dim_rows():
-    rows = []
-    for record in SampleSource(n_movies=N_MOVIES, n_tv=N_TV).records(date(2026, 3, 1)):
-        title = validate_record(record, source="sample", partition="2026-03-01")
-        p = title.payload
-        released = p.get("release_date") or p.get("first_air_date")
-        rows.append({
-            "content_key": f"{title.media_type}-{title.tmdb_id}", "tmdb_id": title.tmdb_id,
-            "media_type": title.media_type, "title": p.get("title") or p.get("name"),
-            "overview": p.get("overview"), "tagline": p.get("tagline"),
-            "genre_ids": [g["id"] for g in p.get("genres") or []],
-            "keywords": [k["name"] for k in (p.get("keywords") or {}).get("keywords" if title.media_type == "movie" else "results") or []],
-            "year": int(released[:4]) if released else None, "runtime": p.get("runtime"),
-            "vote_average": p.get("vote_average"), "vote_count": p.get("vote_count"),
-            "popularity": p.get("popularity"), "original_language": p.get("original_language"),
-        })
-    return rows
+@pytest.fixture(scope="module")
+def staged_template(server_url):
+    """The sample catalogue through the real path once per module: raw tables, then the dbt models.
+    Each test gets a copy (CREATE DATABASE … TEMPLATE), so staging is never re-implemented here."""
+    name = f"emb_tpl_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    with connect(url) as conn:
+        apply_migrations(conn, SQL_DIR)
+        upsert_genres(conn, "movie", [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()])
+        upsert_genres(conn, "tv", [{"id": k, "name": v} for k, v in TV_GENRES.items()])
+        ingest(conn, SampleSource(n_movies=N_MOVIES, n_tv=N_TV).records(DAY), source="sample", partition=DAY)
+        conn.commit()
+    dbt_build(url)
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture
-def catalogue_db(fresh_db):
-    with connect(fresh_db) as conn:
-        conn.execute(DIM_CONTENT_DDL)
-        insert_dim_content(conn, _dim_rows())
-        conn.commit()
-    return fresh_db
+def catalogue_db(server_url, staged_template):
+    name = f"emb_{os.getpid()}_{next(_copies)}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(staged_template)))
+    url = with_database(server_url, name)
+    with connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.dim_content").fetchone()[0] == N_MOVIES + N_TV
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _run(db, embeddings: EmbeddingResource) -> dict:

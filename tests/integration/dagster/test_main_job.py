@@ -5,8 +5,8 @@ import os
 import dagster as dg
 import pytest
 
-from gateway_pipelines.runtime.runner import MAIN_SEQUENCE, format_summary, run_jobs
 from gateway_pipelines.lib.warehouse import connect
+from gateway_pipelines.runtime.runner import MAIN_SEQUENCE, format_summary, run_jobs
 
 
 def _metadata(summary_list, asset):

@@ -1,7 +1,5 @@
 """The landing sensor launches one run per file (name + checksum), and the API schedule needs a key."""
 
-import gzip
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -70,7 +68,11 @@ def test_content_vectors_repairs_a_drifted_or_missing_index(fresh_db):
     from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
     from gateway_pipelines.lib.warehouse import WarehouseResource, connect
     from tests.integration.vector_store.data import (
-        DIM_CONTENT_DDL, clustered_vectors, dim_row, embedding_rows, insert_dim_content,
+        create_dim_content,
+        clustered_vectors,
+        dim_row,
+        embedding_rows,
+        insert_dim_content,
     )
 
     def materialise() -> dict:
@@ -83,7 +85,7 @@ def test_content_vectors_repairs_a_drifted_or_missing_index(fresh_db):
     vectors = clustered_vectors(400, seed=3)
     keys = [f"movie-{i}" for i in range(1, 401)]
     with connect(fresh_db) as conn:
-        conn.execute(DIM_CONTENT_DDL)
+        create_dim_content(conn)
         insert_dim_content(conn, [dim_row(k) for k in keys[:200]])
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys[:200], vectors[:200]))

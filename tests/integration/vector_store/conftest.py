@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.integration.vector_store.data import DIM_CONTENT_DDL, embedding_rows, insert_dim_content, skewed_catalogue
+from tests.integration.vector_store.data import create_dim_content, embedding_rows, insert_dim_content, skewed_catalogue
 
 _counter = itertools.count()
 
@@ -19,9 +19,9 @@ _counter = itertools.count()
 def catalogue(server_url: str) -> Iterator[dict]:
     """A migrated database holding `skewed_catalogue(3000)`, synced into content_vectors (index built)."""
     from gateway_pipelines.lib.migrations import apply_migrations
-    from gateway_pipelines.settings import SQL_DIR
     from gateway_pipelines.lib.vector_store import copy_merge_embeddings, sync_content_vectors
     from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.settings import SQL_DIR
 
     name = f"vs_{os.getpid()}_{next(_counter)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
@@ -32,7 +32,7 @@ def catalogue(server_url: str) -> Iterator[dict]:
     with connect(url) as conn:
         apply_migrations(conn, SQL_DIR)
     with connect(url) as conn:
-        conn.execute(DIM_CONTENT_DDL)
+        create_dim_content(conn)
         insert_dim_content(conn, dims)
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys, vectors))

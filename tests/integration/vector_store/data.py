@@ -3,23 +3,67 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from functools import cache
 from typing import Any
 
 import numpy as np
 import psycopg
+import psycopg.sql
 
 DIM = 768
 
-# The shape dbt gives analytics.dim_content (no constraints, like a dbt table).
-DIM_CONTENT_DDL = """
-CREATE TABLE IF NOT EXISTS analytics.dim_content (
-    content_key text, tmdb_id integer, media_type text, title text, original_title text, overview text,
-    tagline text, genre_ids integer[], genre_names text[], keywords text[], release_date date, year integer,
-    runtime integer, vote_average double precision, vote_count integer, popularity double precision,
-    original_language text, poster_path text, status text, source_hash text, partition_date date,
-    fetched_at timestamptz
-)
-"""
+def dbt_build(url: str, command: str = "build") -> None:
+    """The real dbt project against the database at `url`, through the platform's dbt resource."""
+    from gateway_pipelines.defs.resources import dbt_executable
+    from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
+    from gateway_pipelines.lib.warehouse import WarehouseResource
+    from gateway_pipelines.settings import DBT_DIR
+
+    warehouse = WarehouseResource(database_url=url)
+    try:
+        dbt = DbtWarehouseResource(project_dir=str(DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse)
+        dbt.cli([command]).wait()
+    finally:
+        warehouse.close()
+
+
+@cache
+def _dim_content_columns(server: str) -> str:
+    """dim_content's columns as the real dbt models build them, read back from the catalog once per
+    server: fixtures then create that exact table, so a model change cannot go unnoticed here."""
+    from gateway_pipelines.lib.migrations import apply_migrations
+    from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.settings import SQL_DIR
+
+    name = f"dbt_shape_{os.getpid()}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = with_database(server, name)
+    try:
+        with connect(url) as conn:
+            apply_migrations(conn, SQL_DIR)
+        dbt_build(url, "run")  # the models only: an empty catalogue has nothing to test
+        with connect(url) as conn:
+            columns = conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = 'analytics.dim_content'::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attnum"
+            ).fetchall()
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+    return ", ".join(f'"{column}" {type_}' for column, type_ in columns)
+
+
+def create_dim_content(conn: psycopg.Connection) -> None:
+    """analytics.dim_content with exactly the columns the dbt model produces (no constraints, like dbt)."""
+    from urllib.parse import urlencode
+
+    info = conn.info
+    server = f"postgresql://{info.user}@/postgres?{urlencode({'host': info.host, 'port': info.port})}"
+    conn.execute(f"CREATE TABLE IF NOT EXISTS analytics.dim_content ({_dim_content_columns(server)})")
 
 
 def clustered_vectors(n: int, *, clusters: int = 30, spread: float = 0.6, seed: int = 0, dim: int = DIM) -> np.ndarray:

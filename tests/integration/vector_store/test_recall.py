@@ -15,7 +15,7 @@ from gateway_pipelines.lib.vector_store import (
 )
 from gateway_pipelines.lib.vector_store.recall import RecallPoint, exact_neighbours
 from tests.integration.vector_store.data import (
-    DIM_CONTENT_DDL,
+    create_dim_content,
     clustered_vectors,
     dim_row,
     embedding_rows,
@@ -27,7 +27,7 @@ N = 3000
 
 def test_recall_passes_on_a_good_index_and_fails_on_a_bad_one(conn):
     keys = [f"movie-{i}" for i in range(1, N + 1)]
-    conn.execute(DIM_CONTENT_DDL)
+    create_dim_content(conn)
     insert_dim_content(conn, [dim_row(k) for k in keys])
     conn.commit()
     copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(N, clusters=40, seed=31)))

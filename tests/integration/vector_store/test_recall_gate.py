@@ -19,7 +19,7 @@ from gateway_pipelines.lib.vector_store import (
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
 from tests.integration.vector_store.data import (
-    DIM_CONTENT_DDL,
+    create_dim_content,
     clustered_vectors,
     dim_row,
     embedding_rows,
@@ -60,7 +60,7 @@ def serving_recall(url: str, vector_search: VectorSearchResource) -> float:
 def test_a_poor_index_warns_above_the_floor_and_blocks_below_it(fresh_db):
     keys = [f"movie-{i}" for i in range(1, N + 1)]
     with connect(fresh_db) as conn:
-        conn.execute(DIM_CONTENT_DDL)
+        create_dim_content(conn)
         insert_dim_content(conn, [dim_row(k) for k in keys])
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(N, clusters=40, seed=31)))
@@ -134,7 +134,7 @@ def test_recall_is_measured_on_the_index_inside_an_open_transaction(conn):
     from gateway_pipelines.lib.vector_store.index import IndexConfig
 
     keys = [f"movie-{i}" for i in range(1, 1501)]
-    conn.execute(DIM_CONTENT_DDL)
+    create_dim_content(conn)
     insert_dim_content(conn, [dim_row(k) for k in keys])
     conn.commit()
     copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(1500, clusters=20, seed=8)))

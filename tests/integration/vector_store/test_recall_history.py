@@ -25,7 +25,7 @@ from gateway_pipelines.lib.vector_store import (
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
 from tests.integration.vector_store.data import (
-    DIM_CONTENT_DDL,
+    create_dim_content,
     clustered_vectors,
     dim_row,
     embedding_rows,
@@ -56,7 +56,7 @@ def catalogue_db(fresh_db: str) -> str:
 
     keys = [f"movie-{i}" for i in range(1, N + 1)]
     with connect(fresh_db) as conn:
-        conn.execute(DIM_CONTENT_DDL)
+        create_dim_content(conn)
         insert_dim_content(conn, [dim_row(k) for k in keys])
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(N, clusters=20, seed=5)))

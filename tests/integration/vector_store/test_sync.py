@@ -13,7 +13,7 @@ from gateway_pipelines.lib.vector_store import (
     sync_content_vectors,
 )
 from tests.integration.vector_store.data import (
-    DIM_CONTENT_DDL,
+    create_dim_content,
     clustered_vectors,
     dim_row,
     embedding_rows,
@@ -27,7 +27,7 @@ KEYS = [f"movie-{i}" for i in range(1, N - 9)] + [f"tv-{i}" for i in range(1, 11
 
 def setup_catalogue(conn: psycopg.Connection, n: int = N) -> list[str]:
     keys = KEYS[:n]
-    conn.execute(DIM_CONTENT_DDL)
+    create_dim_content(conn)
     insert_dim_content(conn, [dim_row(k, year=1990 + i % 30) for i, k in enumerate(keys)])
     conn.commit()
     copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(n, seed=11)))
