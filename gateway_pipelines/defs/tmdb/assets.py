@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 
 from gateway_pipelines import automation
-
 from gateway_pipelines.defs.tmdb.checks import (
     NEW_DATA_CHECK,
     PAYLOAD_SHAPE_CHECK,

@@ -30,5 +30,5 @@ __all__ = [
     "SOURCE_NAMES", "TV_GENRES", "ApiSource", "ClientStats", "CsvDumpSource", "ExportSource", "Reject",
     "SampleSource", "SourceRecord", "TMDBClient", "TMDBConfigError", "TMDBError", "TitleSource", "TokenBucket",
     "ValidTitle", "content_hash", "dedupe_latest", "export_media_type", "generate_catalog", "read_export",
-    "read_tmdb5000_csv", "validate_record",
+    "make_source", "read_tmdb5000_csv", "validate_record",
 ]

@@ -9,10 +9,10 @@ import dagster as dg
 import pytest
 
 from gateway_pipelines.defs.tmdb.assets import (
+    GENRES_SCHEMA,
     NEW_DATA_CHECK,
     PAYLOAD_SHAPE_CHECK,
     REJECT_RATIO_CHECK,
-    GENRES_SCHEMA,
     TITLES_SCHEMA,
     build_tmdb_titles,
     tmdb_genres,

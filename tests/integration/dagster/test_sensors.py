@@ -68,8 +68,8 @@ def test_content_vectors_repairs_a_drifted_or_missing_index(fresh_db):
     from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
     from gateway_pipelines.lib.warehouse import WarehouseResource, connect
     from tests.integration.vector_store.data import (
-        create_dim_content,
         clustered_vectors,
+        create_dim_content,
         dim_row,
         embedding_rows,
         insert_dim_content,

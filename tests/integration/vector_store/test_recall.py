@@ -15,8 +15,8 @@ from gateway_pipelines.lib.vector_store import (
 )
 from gateway_pipelines.lib.vector_store.recall import RecallPoint, exact_neighbours
 from tests.integration.vector_store.data import (
-    create_dim_content,
     clustered_vectors,
+    create_dim_content,
     dim_row,
     embedding_rows,
     insert_dim_content,

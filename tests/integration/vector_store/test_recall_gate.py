@@ -19,8 +19,8 @@ from gateway_pipelines.lib.vector_store import (
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
 from tests.integration.vector_store.data import (
-    create_dim_content,
     clustered_vectors,
+    create_dim_content,
     dim_row,
     embedding_rows,
     insert_dim_content,

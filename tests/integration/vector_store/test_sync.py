@@ -13,8 +13,8 @@ from gateway_pipelines.lib.vector_store import (
     sync_content_vectors,
 )
 from tests.integration.vector_store.data import (
-    create_dim_content,
     clustered_vectors,
+    create_dim_content,
     dim_row,
     embedding_rows,
     insert_dim_content,
