@@ -12,7 +12,11 @@ from tests.integration.dagster.test_automation import NEW_TITLE
 
 
 def test_held_batch_is_listed_with_its_reason_and_released_to_search(fresh_db, monkeypatch, tmp_path, capsys):
-    monkeypatch.setenv("DATABASE_URL", fresh_db)  # the CLI wires resources from the environment, as a user's shell
+    # the CLI wires resources from the environment, as a user's shell does; a state folder of its own
+    # keeps the local model it fits on this tiny catalogue away from the other tests
+    monkeypatch.setenv("DATABASE_URL", fresh_db)
+    monkeypatch.setenv("GATEWAY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home" / "dagster_home"))  # bootstrap exports it; restore it after
     dump = tmp_path / "tmdb_5000_movies.csv"
     out_of_range = [{**NEW_TITLE, "id": 880_000 + i, "title": f"Broken {i}", "vote_average": 11} for i in range(10)]
     write_tmdb5000_csv(dump, 10, id_offset=700_000, extra=[NEW_TITLE, *out_of_range])
