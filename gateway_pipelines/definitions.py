@@ -29,9 +29,9 @@ AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
     "platform_automation",
     target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=15,
     run_tags=RUN_RETRY_TAGS,
-    description="Evaluates every asset's automation condition each 30 s: new titles flow through dbt, "
+    description="Evaluates every asset's automation condition each 15 s: new titles flow through dbt, "
     "embeddings and the vector index by themselves.",
 )
 

@@ -37,7 +37,7 @@ def build_landing_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDe
     @dg.sensor(
         name="tmdb_landing_sensor",
         target=dg.AssetSelection.assets("tmdb_titles"),
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=15,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Ingests each TMDB export (.json.gz) or dump (.csv) dropped into the landing folder "
         "(TMDBResource.landing_dir, $GATEWAY_HOME/landing/tmdb/), once; the automation sensor then "
