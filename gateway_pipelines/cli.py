@@ -26,7 +26,7 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
     from gateway_pipelines import settings
 
-    settings.environment().setdefault("DAGSTER_DISABLE_TELEMETRY", "1")  # type: ignore[attr-defined]
+    settings.export_default("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

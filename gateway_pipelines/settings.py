@@ -59,6 +59,11 @@ def environment() -> Mapping[str, str]:
     return os.environ
 
 
+def export_default(name: str, value: str) -> None:
+    """Set a library switch for this process and its children, unless the user already set it."""
+    os.environ.setdefault(name, value)
+
+
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return environment() if env is None else env
 

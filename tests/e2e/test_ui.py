@@ -411,7 +411,6 @@ def test_the_platform_under_the_daemon_and_in_the_browser(ui_home, tmp_path):
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         backfill_id = launched["backfillId"]
         backfill_started = time.monotonic()
-        drop(bad_dump(tmp_path / "tmdb_5000_movies_bad.csv"), landing)  # independent: another day, meanwhile
         _poll("the backfill completes", lambda: graphql(base, BACKFILL_STATUS, {"id": backfill_id})[
             "partitionBackfillOrError"]["status"] in ("COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED"),
             FLOW_TIMEOUT_S, services)
@@ -429,8 +428,9 @@ def test_the_platform_under_the_daemon_and_in_the_browser(ui_home, tmp_path):
         assert shape["dim_content"] == 1, shape
         assert all(r["status"] == "SUCCESS" for r in backfill_runs), backfill_runs
 
-        # 4. The bad dump (dropped while the backfill ran): its run fails on the blocking gate in one
-        # attempt, and its batch is held.
+        # 4. A bad dump: its run fails on the blocking gate in one attempt, and its batch is held. (After
+        # the backfill: the check page shows the latest evaluation, and that must be this one.)
+        drop(bad_dump(tmp_path / "tmdb_5000_movies_bad.csv"), landing)
         bad_runs = lambda: [r for r in runs_now(base)  # noqa: E731
                             if {"key": "gateway/file", "value": "tmdb_5000_movies_bad.csv"} in r["tags"]]
         _poll("the bad dump's run fails", lambda: bad_runs() and bad_runs()[0]["status"] == "FAILURE",
