@@ -51,7 +51,7 @@ def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
     import dagster as dg
 
     from gateway_pipelines.runtime.instance import bootstrap
-    from gateway_pipelines.runtime.runner import format_summary, run_jobs
+    from gateway_pipelines.runtime.runner import format_summary, run_jobs, succeeded
 
     started = time.perf_counter()
     paths, urls = bootstrap()
@@ -81,8 +81,7 @@ def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
     print(format_summary(summaries, time.perf_counter() - started))
     print(f"\nRuns are recorded in the Dagster instance at {paths.dagster_home}.")
     print("Open the UI with `make ui` (or `.venv/bin/gateway ui`), then http://127.0.0.1:3000")
-    failed = any(not s.success or any(not c.passed for c in s.checks) for s in summaries)
-    return 1 if failed else 0
+    return 0 if succeeded(summaries) else 1
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -46,6 +46,15 @@ class CheckLine:
     check: str
     passed: bool
     blocking: bool
+    severity: str = "ERROR"  # a failed WARN check is worth a look, not a failed run
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and self.severity != "WARN"
+
+    @property
+    def warned(self) -> bool:
+        return not self.passed and self.severity == "WARN"
 
 
 @dataclass
@@ -84,6 +93,7 @@ def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult
                 evaluation.check_name,
                 evaluation.passed,
                 bool(getattr(evaluation, "blocking", False)),
+                getattr(getattr(evaluation, "severity", None), "value", "ERROR"),
             )
         )
     for event in result.all_events:
@@ -131,20 +141,28 @@ def format_summary(summaries: Sequence[JobSummary], total_seconds: float) -> str
         for a in s.assets:
             rows = f"{a.rows:>8,} rows" if a.rows is not None else " " * 13
             lines.append(f"    {a.asset:<28} {rows}  {a.detail}")
-        failed = [c for c in s.checks if not c.passed]
-        lines.append(f"    checks: {sum(c.passed for c in s.checks)} passed, {len(failed)} failed")
+        failed = [c for c in s.checks if c.failed]
+        warned = [c for c in s.checks if c.warned]
+        lines.append(f"    checks: {sum(c.passed for c in s.checks)} passed, {len(failed)} failed, {len(warned)} warnings")
         for c in failed:
             lines.append(f"      ✘ {c.asset}:{c.check}{' (blocking)' if c.blocking else ''}")
+        for c in warned:
+            lines.append(f"      ⚠ {c.asset}:{c.check} (WARN: worth a look, does not stop the line)")
         if s.skipped:
             lines.append(f"    skipped (blocked upstream): {', '.join(s.skipped)}")
         if s.error:
             lines.append(f"    error: {s.error}")
     n_assets = sum(len(s.assets) for s in summaries)
     n_checks = sum(len(s.checks) for s in summaries)
-    n_failed = sum(not c.passed for s in summaries for c in s.checks)
-    ok = all(s.success for s in summaries) and n_failed == 0
+    n_passed = sum(c.passed for s in summaries for c in s.checks)
+    n_warned = sum(c.warned for s in summaries for c in s.checks)
     lines.append(
-        f"{'OK' if ok else 'FAILED'}: {n_assets} asset materialisations, {n_checks - n_failed}/{n_checks} checks "
-        f"passed, {total_seconds:.1f}s"
+        f"{'OK' if succeeded(summaries) else 'FAILED'}: {n_assets} asset materialisations, {n_passed}/{n_checks} checks "
+        f"passed, {n_warned} warnings, {total_seconds:.1f}s"
     )
     return "\n".join(lines)
+
+
+def succeeded(summaries: Sequence[JobSummary]) -> bool:
+    """Every run succeeded and no ERROR check failed (a failed WARN check does not fail the command)."""
+    return all(s.success for s in summaries) and not any(c.failed for s in summaries for c in s.checks)

@@ -68,8 +68,15 @@ def test_first_run_builds_everything_with_all_checks_green(two_runs):
 
 
 def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
+    from gateway_pipelines.runtime.runner import succeeded
+
     _, second, snapshot, meta = two_runs
     assert all(s.success for s in second)
+    # the rerun re-sent only unchanged titles: the WARN check says so, and the command still succeeds
+    not_passed = [(c.check, c.severity) for s in second for c in s.checks if not c.passed]
+    assert not_passed == [("batch_brought_new_or_changed_rows", "WARN")], not_passed
+    assert succeeded(second)
+    assert "1 warnings" in format_summary(second, 0) and "OK:" in format_summary(second, 0)
     titles, embeddings, vectors = (meta["second"][a] for a in ("tmdb_titles", "content_embeddings", "content_vectors"))
     assert (titles["rows_inserted"], titles["rows_updated"], titles["rows_unchanged"]) == (0, 0, 2500)
     assert embeddings["rows_embedded"] == 0 and embeddings["provider_calls"] == 0
