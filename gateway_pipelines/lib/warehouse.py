@@ -322,9 +322,6 @@ class WarehouseResource(dg.ConfigurableResource):
                 if not conn.closed:
                     conn.autocommit = False
 
-    def dbt_env(self) -> dict[str, str]:
-        return dbt_env(self.url())
-
     def dbt_profiles_dir(self) -> str:
         """A private folder holding a dbt profile for this warehouse, removed at teardown.
 

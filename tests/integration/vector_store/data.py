@@ -29,7 +29,7 @@ def dbt_build(url: str, command: str = "build") -> None:
 
 
 @cache
-def _dim_content_columns(server: str) -> str:
+def _dim_content_columns(server: str) -> tuple[tuple[str, str], ...]:
     """dim_content's columns as the real dbt models build them, read back from the catalog once per
     server: fixtures then create that exact table, so a model change cannot go unnoticed here."""
     from gateway_pipelines.lib.migrations import apply_migrations
@@ -54,7 +54,7 @@ def _dim_content_columns(server: str) -> str:
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
-    return ", ".join(f'"{column}" {type_}' for column, type_ in columns)
+    return tuple((column, type_) for column, type_ in columns)
 
 
 def create_dim_content(conn: psycopg.Connection) -> None:
@@ -63,7 +63,12 @@ def create_dim_content(conn: psycopg.Connection) -> None:
 
     info = conn.info
     server = f"postgresql://{info.user}@/postgres?{urlencode({'host': info.host, 'port': info.port})}"
-    conn.execute(f"CREATE TABLE IF NOT EXISTS analytics.dim_content ({_dim_content_columns(server)})")
+    # column names as identifiers; types are format_type() output from the catalog, not input
+    columns = psycopg.sql.SQL(", ").join(
+        psycopg.sql.SQL("{} {}").format(psycopg.sql.Identifier(column), psycopg.sql.SQL(type_))
+        for column, type_ in _dim_content_columns(server)
+    )
+    conn.execute(psycopg.sql.SQL("CREATE TABLE IF NOT EXISTS analytics.dim_content ({})").format(columns))
 
 
 def clustered_vectors(n: int, *, clusters: int = 30, spread: float = 0.6, seed: int = 0, dim: int = DIM) -> np.ndarray:
