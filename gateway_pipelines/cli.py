@@ -301,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("content_key", help="e.g. movie-100001")
     _add_filters(sim)
     sim.set_defaults(func=cmd_similar)
+
+    from gateway_pipelines.runtime.commands import migration, personalization
+
+    migration.register(sub)
+    personalization.register(sub)
     return parser
 
 

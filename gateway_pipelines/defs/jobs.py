@@ -5,11 +5,14 @@ import dagster as dg
 
 from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
 
+OWN_JOB_GROUPS = ("migration", "personalization", "learning")
+
 
 def build_platform_job(partitions_def: dg.PartitionsDefinition):
     return dg.define_asset_job(
         "platform_job",
-        selection=dg.AssetSelection.all(),
+        # the catalogue only: the newer domains have their own partitions and jobs
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*OWN_JOB_GROUPS),
         partitions_def=partitions_def,
         description="Every asset for one day: schema, genres, that day's titles, dbt, embeddings, vectors "
         "and the index. Unpartitioned assets run in the same run.",

@@ -22,9 +22,16 @@ class JobStep:
     job: str = PLATFORM_JOB
     partition: str | None = "latest"  # "latest": the newest daily partition
     run_config: dict | None = None
+    # extra run tags, e.g. dagster/asset_partition_range_start|end for a single-run range
+    # (with partition=None) over assets whose BackfillPolicy is single_run
+    tags: dict | None = None
 
 
-MAIN_SEQUENCE: tuple[JobStep, ...] = (JobStep(),)
+CATALOGUE_STEPS: tuple[JobStep, ...] = (JobStep(),)
+# The newer domains' part of `make run`, after the catalogue exists (each owned by its domain).
+MIGRATION_STEPS: tuple[JobStep, ...] = ()
+PERSONALIZATION_STEPS: tuple[JobStep, ...] = ()
+MAIN_SEQUENCE: tuple[JobStep, ...] = CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS
 
 
 def ingest_sequence(source: str, path: str | None, day: str | None) -> tuple[JobStep, ...]:
@@ -124,7 +131,8 @@ def run_jobs(
         started = time.perf_counter()
         config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(step.run_config or {})}
         result = job.execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False, run_config=config
+            instance=instance, partition_key=partition, raise_on_error=False, run_config=config,
+            tags=step.tags,
         )
         summary = summarise(job_name, partition, result, time.perf_counter() - started)
         summaries.append(summary)
