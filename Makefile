@@ -35,11 +35,15 @@ browser:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; \
 	  else echo "chromium is missing: install Debian's 'chromium' package (sudo apt-get install chromium) for the UI test"; fi; }
 
+# One worker per core (pytest-xdist), a module's tests on one worker so that its fixtures are built
+# once; each worker runs its own embedded Postgres. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= auto
+
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"
 
 # The vector benchmark compares against ChromaDB, which lives in its own venv so that its
 # dependencies never touch the platform's.
