@@ -302,10 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_filters(sim)
     sim.set_defaults(func=cmd_similar)
 
-    from gateway_pipelines.runtime.commands import migration, personalization
+    from gateway_pipelines.runtime.commands import learning, migration, personalization
 
     migration.register(sub)
     personalization.register(sub)
+    learning.register(sub)
     return parser
 
 
