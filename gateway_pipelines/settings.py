@@ -101,7 +101,7 @@ def mask(name: str, text: str | None) -> str | None:
     """Secrets are never printed: a URL keeps its host and database, a key shows its last 4 characters."""
     if text is None or not BY_NAME.get(name, Setting(name, "")).secret:
         return text
-    if "://" in text:
+    if "://" in text or "password" in text.lower():
         from gateway_pipelines.lib.warehouse import redact_url
 
         return redact_url(text)

@@ -8,6 +8,7 @@ own storage lives in a second database (`dagster`) on the same server, never in 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,13 +39,31 @@ class WarehouseError(RuntimeError):
 # --------------------------------------------------------------------------- URLs
 
 
+_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_SECRETS = {"password", "sslpassword"}
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, safe to print in errors and metadata."""
+    """The connection string with every password replaced by ***, safe to print in errors and metadata.
+
+    Postgres takes a password in three places, and all three are masked: the URL's user-info
+    (`postgresql://u:pw@h/db`), its query (`?password=pw`), and a key=value DSN (`password=pw host=h`).
+    """
+    if "://" not in url:
+        return _DSN_PASSWORD.sub(lambda m: m.group(1) + "***", url)
     parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _QUERY_SECRETS for k, _ in pairs):
+            query = "&".join(f"{k}={'***' if k.lower() in _QUERY_SECRETS else v}" for k, v in pairs)
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # urlunsplit would turn postgresql:///db (a socket URL) into postgresql:/db
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def describe_host(url: str) -> str:
