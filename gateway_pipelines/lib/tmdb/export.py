@@ -18,9 +18,9 @@ _OTHER_PREFIXES = ("person_ids", "collection_ids", "tv_network_ids", "keyword_id
 def iter_export_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line; bad lines become {"__malformed__", "__line__"}.
 
-    Decoding happens per line so one bad byte or a truncated download only
-    costs that line, never the whole file. A file that yields no line at all (not gzip, or cut
-    inside its header) raises SourceError: there is nothing to quarantine, only a wrong file.
+    Decoding happens per line, so one bad byte or bad JSON costs only that line. A file whose gzip
+    stream is cut off or corrupt raises SourceError, wherever the break is: the lines after it are
+    lost, and loading the rest would pass every check with titles silently missing.
     """
     n = 0
     try:
@@ -39,7 +39,7 @@ def iter_export_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
                     continue
                 try:
                     obj = json.loads(text)
-                except ValueError:
+                except (ValueError, RecursionError):
                     yield n, _malformed(text, n)
                     continue
                 yield n, (obj if isinstance(obj, dict) else _malformed(text, n))
@@ -48,8 +48,12 @@ def iter_export_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
             raise SourceError(f"{path} is not a gzip-compressed TMDB export ({type(exc).__name__}: {exc}); "
                               "download it again from https://files.tmdb.org/p/exports/ and keep the .json.gz "
                               "as it is") from exc
-        # A cut-off download: keep what was read and report the tail as one bad line.
-        yield n + 1, _malformed(f"<unreadable gzip data after line {n}: {exc}>", n + 1)
+        # A cut-off or corrupt download. Its lines so far are fine, but the titles after the cut are
+        # simply absent, which no check could notice; so the file is refused whole (the load is one
+        # transaction, so nothing of it is written) and the message says what to do.
+        raise SourceError(f"{path} is cut off or corrupt: its gzip stream breaks after line {n} "
+                          f"({type(exc).__name__}: {exc}), so the titles after that line are missing. "
+                          "Nothing of it was loaded; download it again from https://files.tmdb.org/p/exports/") from exc
 
 
 def read_export(path: str | Path, *, include_adult: bool = False, include_video: bool = False) -> Iterator[dict]:

@@ -45,8 +45,22 @@ CREATE TEMP TABLE tmdb_titles_stage (
     id           integer NOT NULL,
     media_type   text    NOT NULL,
     payload      jsonb   NOT NULL,
-    content_hash text    NOT NULL
+    content_hash text    NOT NULL,
+    ref          text
 ) ON COMMIT DROP
+"""
+
+# Rows of the stage that a later row of the same title supersedes, with the line that did.
+SUPERSEDED_SQL = """
+SELECT s.media_type, s.id, s.payload, s.ref, l.ref
+FROM tmdb_titles_stage AS s
+JOIN (
+    SELECT DISTINCT ON (media_type, id) media_type, id, seq, ref
+    FROM tmdb_titles_stage
+    ORDER BY media_type, id, seq DESC
+) AS l ON l.media_type = s.media_type AND l.id = s.id
+WHERE s.seq < l.seq
+ORDER BY s.seq
 """
 
 # Distinct titles, and a digest of what was staged in read order (the batch's content checksum).
@@ -271,10 +285,11 @@ def ingest(
     rejects: list[Reject] = []
     _open_stage(conn)
     with conn.cursor().copy(
-        "COPY tmdb_titles_stage (seq, id, media_type, payload, content_hash) FROM STDIN"
+        "COPY tmdb_titles_stage (seq, id, media_type, payload, content_hash, ref) FROM STDIN"
     ) as copy:
-        for seq, item in enumerate(_validated(records, source, report.partition, report, rejects)):
-            copy.write_row((seq, item.tmdb_id, item.media_type, item.payload_json or _json(item.payload), item.content_hash))
+        for seq, (item, ref) in enumerate(_validated(records, source, report.partition, report, rejects)):
+            copy.write_row((seq, item.tmdb_id, item.media_type, item.payload_json or _json(item.payload),
+                            item.content_hash, ref))
     distinct, stage_digest = conn.execute(STAGE_SUMMARY_SQL).fetchone()
     report.distinct = int(distinct)
     all_rejects = rejects + list(missing)  # read only now: a source fills its 404 list while streaming
@@ -323,7 +338,9 @@ def ingest(
         report.merged, report.inserted, report.updated = _merge_stage(conn, source, partition)
         report.action = "reloaded"
         batch_id = existing.batch_id
-    report.rejects_new = quarantine(conn, all_rejects, hashed=[h for _, h in hashed])
+    superseded = _superseded(conn, source, report.partition) if report.duplicates else []
+    report.rejects_new = quarantine(conn, all_rejects + superseded,
+                                    hashed=[h for _, h in hashed] + [record_hash(r.record) for r in superseded])
     report.batch = get_batch(conn, batch_id)
     report.seconds = time.perf_counter() - started
     return report
@@ -377,9 +394,19 @@ def release_batch(conn: psycopg.Connection, batch_id: int, *, run_id: str | None
     return ReleaseReport(released, inserted, updated, merged - inserted - updated, time.perf_counter() - started)
 
 
+def _superseded(conn: psycopg.Connection, source: str, partition: str) -> list[Reject]:
+    """The earlier rows of titles that appear more than once in the batch, as 'duplicate' rejects."""
+    return [
+        Reject(source=source, partition=partition, record=payload, field="id", kind="duplicate",
+               reason=f"{media_type}-{tmdb_id} appears again at {kept}; that later row was loaded ({ref})",
+               rule="the title appears again later in the same batch; the later row was loaded")
+        for media_type, tmdb_id, payload, ref, kept in conn.execute(SUPERSEDED_SQL).fetchall()
+    ]
+
+
 def _validated(
     records: Iterable[SourceRecord], source: str, partition: str, report: IngestReport, rejects: list[Reject]
-) -> Iterator[ValidTitle]:
+) -> Iterator[tuple[ValidTitle, str]]:
     for record in records:
         report.records_in += 1
         result = validate_record(record, source=source, partition=partition)
@@ -390,7 +417,7 @@ def _validated(
             continue
         report.valid += 1
         report.warnings += len(result.warnings)
-        yield result
+        yield result, record.ref
 
 
 def quarantine(conn: psycopg.Connection, rejects: Iterable[Reject], *, hashed: list[str] | None = None) -> int:

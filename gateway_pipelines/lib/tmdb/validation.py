@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from .contract import bounds_for, type_name
 from .records import MEDIA_TYPES, Reject, SourceRecord, ValidTitle
 
 MAX_OVERVIEW_CHARS = 4000
@@ -110,41 +111,64 @@ def _score(value: Any) -> Any:
     return value
 
 
-Int = Annotated[int | None, BeforeValidator(_int)]
-Count = Annotated[int | None, BeforeValidator(_int), AfterValidator(_non_negative)]
+def _within(field: str):
+    """The range of the column `field` is typed into (see `contract`), so raw never holds a value
+    that dbt's cast refuses."""
+    lo, hi = bounds_for(field)
+    kind = type_name(field)
+
+    def check(value: Any) -> Any:
+        if value is not None and not lo <= value <= hi:
+            raise ValueError(f"is outside the range of {kind} ({lo}..{hi}) that the warehouse stores it as")
+        return value
+
+    return AfterValidator(check)
+
+
+def Count(field: str):  # noqa: N802 - a type factory, read as a type in the models below
+    return Annotated[int | None, BeforeValidator(_int), AfterValidator(_non_negative), _within(field)]
+
+
+def TmdbId(field: str):  # noqa: N802
+    return Annotated[int | None, BeforeValidator(_int), AfterValidator(_positive), _within(field)]
+
+
 Float = Annotated[float | None, BeforeValidator(_float)]
 Score = Annotated[float | None, BeforeValidator(_float), AfterValidator(_score)]
 Text = Annotated[str | None, BeforeValidator(_text)]
 Day = Annotated[str | None, BeforeValidator(_date)]
-TmdbId = Annotated[int | None, BeforeValidator(_int), AfterValidator(_positive)]
 
 
-class _Named(BaseModel):
-    """{id, name} items of genres and keywords."""
+class _Genre(BaseModel):
+    """{id, name} items of genres."""
 
     model_config = ConfigDict(extra="allow")
-    id: TmdbId
+    id: TmdbId("genres[].id")
     name: Text = None
+
+
+class _Keyword(_Genre):
+    id: TmdbId("keywords[].id")
 
 
 class _Keywords(BaseModel):
     # Movies say {"keywords": [...]}, TV says {"results": [...]}: accept both.
     model_config = ConfigDict(extra="allow")
-    keywords: list[_Named] | None = None
-    results: list[_Named] | None = None
+    keywords: list[_Keyword] | None = None
+    results: list[_Keyword] | None = None
 
 
 class _Title(BaseModel):
     """Fields shared by movies and TV; everything else passes through untouched."""
 
     model_config = ConfigDict(extra="ignore")
-    id: TmdbId = None
+    id: TmdbId("id") = None
     overview: Text = None
     tagline: Text = None
     vote_average: Score = None
-    vote_count: Count = None
+    vote_count: Count("vote_count") = None
     popularity: Float = None
-    genres: list[_Named] | None = None
+    genres: list[_Genre] | None = None
     keywords: _Keywords | None = None
     original_language: Text = None
     poster_path: Text = None
@@ -156,9 +180,9 @@ class MovieModel(_Title):
     title: Text = None
     original_title: Text = None
     release_date: Day = None
-    runtime: Count = None
-    budget: Count = None
-    revenue: Count = None
+    runtime: Count("runtime") = None
+    budget: Count("budget") = None
+    revenue: Count("revenue") = None
     video: bool | None = None
 
 
@@ -167,9 +191,10 @@ class TVModel(_Title):
     original_name: Text = None
     first_air_date: Day = None
     last_air_date: Day = None
-    episode_run_time: list[Annotated[int, BeforeValidator(_int), AfterValidator(_non_negative)]] | None = None
-    number_of_seasons: Count = None
-    number_of_episodes: Count = None
+    episode_run_time: list[Annotated[int, BeforeValidator(_int), AfterValidator(_non_negative),
+                                     _within("episode_run_time[]")]] | None = None
+    number_of_seasons: Count("number_of_seasons") = None
+    number_of_episodes: Count("number_of_episodes") = None
 
 
 _MODELS: dict[str, type[_Title]] = {"movie": MovieModel, "tv": TVModel}
@@ -194,11 +219,15 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
     raw = rec.record
 
     def reject(field: str, reason: str, rule: str | None = None) -> Reject:
-        return Reject(source=source, partition=partition, record=jsonable(raw), field=field,
+        return Reject(source=source, partition=partition, record=evidence(raw), field=field,
                       reason=f"{reason} ({rec.ref})", rule=rule or reason)
 
     if not isinstance(raw, Mapping):
         return reject("<record>", f"record is a {type(raw).__name__}, expected a JSON object; drop or fix it")
+    if "__malformed__" in raw and raw.get("__reason__"):
+        # the rule without line numbers, so that rejects of one kind group together
+        return reject("<record>", f"{raw['__reason__']} ({str(raw['__malformed__'])[:120]!r})",
+                      re.sub(r"\d+", "N", str(raw["__reason__"]).split(";")[0]))
     if "__malformed__" in raw:
         line = raw.get("__line__")
         where = f"line {line}" if line is not None else "the line"
@@ -238,7 +267,16 @@ def validate_record(rec: SourceRecord, *, source: str, partition: str) -> ValidT
             payload[field] = value[:limit]
             warnings.append(f"{field} truncated from {len(value)} to {limit} characters")
 
-    encoded = canonical_json(payload)
+    try:
+        encoded = canonical_json(payload)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        field, why = unstorable(payload, str(exc))
+        return reject(field, f"{field} {why}; fix it in the source or drop the record", f"{field} {why}")
+    if b"\\u0000" in encoded:
+        # Postgres text and jsonb cannot hold NUL; storing the title without it would change it
+        field, _ = unstorable(payload, "")
+        return reject(field, f"{field} contains a NUL character, which Postgres cannot store; remove it in the source",
+                      f"{field} contains a NUL character")
     return ValidTitle(
         tmdb_id=model.id,
         media_type=rec.media_type,
@@ -266,11 +304,41 @@ def _json_safe_copy(raw: Mapping) -> dict:
     """
     try:
         json.dumps(raw, allow_nan=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return jsonable(dict(raw))
     if all(isinstance(k, str) for k in raw):
         return dict(raw)
     return jsonable(dict(raw))
+
+
+MAX_EVIDENCE_CHARS = 2000
+
+
+def evidence(value: Any, depth: int = 0) -> Any:
+    """A copy of a rejected record that the quarantine table can always store, whatever was wrong.
+
+    It is evidence for a person, not data: NUL and lone surrogates are written as visible escapes
+    (`\\u0000`, `\\udc80`), integers past 64 bits and odd objects as text, long strings and deep
+    nesting cut with a note. The source file keeps the original.
+    """
+    if depth > MAX_DEPTH:
+        return f"<nested deeper than {MAX_DEPTH} levels: cut>"
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value if INT64[0] <= value <= INT64[1] else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        text = value if len(value) <= MAX_EVIDENCE_CHARS else (
+            value[:MAX_EVIDENCE_CHARS] + f"<cut: {len(value)} characters in all>")
+        text = text.replace("\x00", "\\u0000")
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {evidence(str(k)): evidence(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [evidence(v, depth + 1) for v in value]
+    return evidence(str(value))
 
 
 def jsonable(value: Any) -> Any:
@@ -286,8 +354,51 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+MAX_DEPTH = 64  # deeper JSON is refused: orjson stops at 255 and no TMDB payload nests past 5
+
+
+def unstorable(payload: Mapping, error: str) -> tuple[str, str]:
+    """(top-level field, why) of the first value the payload cannot be stored with."""
+    for key, value in payload.items():
+        why = _unstorable_value(value, 1)
+        if why:
+            return str(key), why
+    return "<record>", f"cannot be encoded as JSON ({error})"
+
+
+def _unstorable_value(value: Any, depth: int) -> str | None:
+    if depth > MAX_DEPTH:
+        return f"nests deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "contains a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (text that is not valid Unicode)"
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return None if INT64[0] <= value <= INT64[1] else "is an integer beyond 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "is not a finite number"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            why = _unstorable_value(key, depth + 1) or _unstorable_value(item, depth + 1)
+            if why:
+                return why
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((why for item in value if (why := _unstorable_value(item, depth + 1))), None)
+    return f"is {_a(type(value).__name__)}, which JSON cannot hold"
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
 # -- helpers -----------------------------------------------------------------------
-def _named_list(items: list[_Named] | None) -> list[dict] | None:
+def _named_list(items: list[_Genre] | None) -> list[dict] | None:
     if items is None:
         return None
     return [item.model_dump() for item in items]

@@ -13,7 +13,7 @@ import psycopg.sql
 
 DIM = 768
 
-def dbt_build(url: str, command: str = "build") -> None:
+def dbt_build(url: str, command: str = "build", *args: str) -> None:
     """The real dbt project against the database at `url`, through the platform's dbt resource."""
     from gateway_pipelines.defs.resources import dbt_executable
     from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
@@ -23,7 +23,7 @@ def dbt_build(url: str, command: str = "build") -> None:
     warehouse = WarehouseResource(database_url=url)
     try:
         dbt = DbtWarehouseResource(project_dir=str(DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse)
-        dbt.cli([command]).wait()
+        dbt.cli([command, *args]).wait()
     finally:
         warehouse.close()
 

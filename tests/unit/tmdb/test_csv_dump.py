@@ -63,12 +63,21 @@ def test_wrong_header_is_a_clear_error(tmp_path: Path) -> None:
         list(read_tmdb5000_csv(path))
 
 
-def test_a_file_that_is_not_a_utf8_csv_is_a_source_error(tmp_path: Path, fixtures_dir: Path) -> None:
+def test_rows_that_are_not_utf8_are_rejected_one_by_one(tmp_path: Path, fixtures_dir: Path) -> None:
     latin = tmp_path / "latin1.csv"
     text = (fixtures_dir / CSV_NAME).read_text(encoding="utf-8")
-    latin.write_bytes(text.encode("latin-1", errors="replace"))  # Español: one byte not UTF-8
+    latin.write_bytes(text.encode("latin-1", errors="replace"))
+    records = list(read_tmdb5000_csv(latin))
+    assert len(records) == 13  # nothing lost: every row is there, loaded or explained
+    bad = [r for r in records if "__malformed__" in r.record]
+    assert bad and all("not valid UTF-8" in r.record["__reason__"] for r in bad)
+    assert bad[0].ref == f"latin1.csv:line {bad[0].record['__line__']}"
+    assert [r.record.get("id") for r in bad] == [900004]  # Le Dernier Métro: é is one latin-1 byte
+    assert any(r.record.get("id") == 603 for r in records if "__malformed__" not in r.record)
+    header_only_latin = tmp_path / "header.csv"
+    header_only_latin.write_bytes("budget,génres\n".encode("latin-1"))
     with pytest.raises(SourceError, match="not UTF-8 text.*re-save it as UTF-8"):
-        list(read_tmdb5000_csv(latin))
+        list(read_tmdb5000_csv(header_only_latin))
     with pytest.raises(SourceError, match="no such file"):
         list(read_tmdb5000_csv(tmp_path / "gone.csv"))
     with pytest.raises(SourceError, match="is a directory"):
