@@ -20,6 +20,9 @@ import sys
 import time
 import warnings
 
+from gateway_pipelines.runtime import cli_args as args_
+from gateway_pipelines.runtime.cli_args import safe
+
 
 def _quiet() -> None:
     # Library chatter (platformdirs, Dagster's experimental-API warnings) buries the summary.
@@ -41,10 +44,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.source in ("csv_dump", "export") and not args.path:
         print(f"error: --source {args.source} needs --path FILE", file=sys.stderr)
         return 2
-    from pathlib import Path
-
-    path = str(Path(args.path).expanduser().resolve()) if args.path else None
-    return _run_sequence(ingest_sequence(args.source, path, args.date), log_level="INFO")
+    if args.path and args.source not in ("csv_dump", "export"):
+        print(f"error: --source {args.source} reads no file; drop --path, or use --source csv_dump|export",
+              file=sys.stderr)
+        return 2
+    return _run_sequence(ingest_sequence(args.source, args.path, args.date), log_level="INFO")
 
 
 def _run_sequence(sequence, *, log_level: str, quiet: bool = False) -> int:
@@ -174,7 +178,7 @@ def cmd_tmdb(args: argparse.Namespace) -> int:
             for b in batches:
                 reason = f"; top reason: {b.top_reason.field}: {b.top_reason.reason}" if b.top_reason and b.status == "held" else ""
                 print(f"{b.batch_id:>6}  {b.partition.isoformat():<10} {b.source:<9} {b.status:<9} "
-                      f"{(b.file_name or '-')[:28]:<28} {b.counts.identity()}{reason}")
+                      f"{safe(b.file_name or '-')[:28]:<28} {b.counts.identity()}{safe(reason)}")
             if not batches:
                 print("(no batches)")
             return 0
@@ -196,11 +200,7 @@ def cmd_tmdb(args: argparse.Namespace) -> int:
 def _search_filters(args: argparse.Namespace):
     from gateway_pipelines.lib.vector_store.search import SearchFilters
 
-    year_min = year_max = None
-    if args.year:
-        low, sep, high = args.year.partition("-")
-        year_min = int(low) if low else None
-        year_max = int(high) if high else (None if sep else year_min)
+    year_min, year_max = args.year or (None, None)
     return SearchFilters(
         media_type=args.type,
         genre_ids=tuple(args.genre or ()),
@@ -215,20 +215,26 @@ def _print_hits(result) -> None:
     print(f"{'#':>2}  {'id':<14} {'title':<44} {'year':>4} {'rating':>6} {'similarity':>10}")
     for i, hit in enumerate(result.hits, 1):
         print(
-            f"{i:>2}  {hit.id:<14} {hit.title[:44]:<44} {hit.year or '':>4} "
+            f"{i:>2}  {hit.id:<14} {safe(hit.title)[:44]:<44} {hit.year or '':>4} "
             f"{(f'{hit.vote_average:.1f}' if hit.vote_average is not None else ''):>6} {hit.similarity:>10.3f}"
         )
     print(f"({len(result.hits)} results, {result.strategy}, ef_search={result.ef_search}, {result.latency_ms:.1f} ms)")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from gateway_pipelines.lib.embeddings.hybrid import EmptyQueryError
     from gateway_pipelines.lib.vector_store.search import search_by_text
 
     with _resources("warehouse", "embeddings", "vector_search") as r, r.warehouse.connection() as conn:
-        result = search_by_text(
-            conn, args.query, r.embeddings.open(), k=args.k, filters=_search_filters(args),
-            weights=r.embeddings.weights(), ef_search=r.vector_search.ef_search,
-        )
+        try:
+            result = search_by_text(
+                conn, args.query, r.embeddings.open(), k=args.k, filters=_search_filters(args),
+                weights=r.embeddings.weights(), ef_search=r.vector_search.ef_search,
+            )
+        except EmptyQueryError:
+            print(f"error: no word of {safe(args.query)!r} is known to the embedding model, and no filter gives "
+                  "the search a direction; use other words, or add --genre, --year or --min-rating", file=sys.stderr)
+            return 2
     _print_hits(result)
     return 0
 
@@ -241,19 +247,37 @@ def cmd_similar(args: argparse.Namespace) -> int:
             result = similar(conn, args.content_key, k=args.k, filters=_search_filters(args),
                              ef_search=r.vector_search.ef_search)
         except KeyError as exc:
-            print(f"error: {exc.args[0]}", file=sys.stderr)
+            print(f"error: {safe(exc.args[0])}", file=sys.stderr)
             return 2
     _print_hits(result)
     return 0
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--k", type=int, default=10, help="how many results (default 10)")
-    parser.add_argument("--genre", type=int, action="append", help="TMDB genre id; repeat for any-of")
-    parser.add_argument("--year", help="YYYY or YYYY-YYYY")
+    parser.add_argument("--k", type=args_.k_results, default=10, help=f"how many results, 1-{args_.MAX_K} (default 10)")
+    parser.add_argument("--genre", type=args_.genre_id, action="append", help="TMDB genre id; repeat for any-of")
+    parser.add_argument("--year", type=args_.year_range, help="YYYY, YYYY-YYYY, YYYY- or -YYYY")
     parser.add_argument("--type", choices=["movie", "tv"], help="media type")
-    parser.add_argument("--min-rating", type=float, help="minimum vote average (0-10)")
-    parser.add_argument("--language", help="original language, e.g. en")
+    parser.add_argument("--min-rating", type=args_.rating, help="minimum vote average (0-10)")
+    parser.add_argument("--language", type=args_.language, help="original language, e.g. en")
+
+
+def _partition_day(text: str) -> str:
+    """A day of the TMDB partitions (GATEWAY_TMDB_START_DATE to today), as YYYY-MM-DD."""
+    from datetime import date
+
+    from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
+
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{safe(text)!r} is not a YYYY-MM-DD date") from None
+    partitions = tmdb_partitions()
+    if not partitions.has_partition_key(day.isoformat()):
+        first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+        raise argparse.ArgumentTypeError(f"{day} is not a partition: days run from {first} to {last} "
+                                         "(GATEWAY_TMDB_START_DATE sets the first)")
+    return day.isoformat()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -279,26 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = sub.add_parser("ingest", help="ingest one TMDB source through Dagster, then embed and index")
     ingest.add_argument("--source", choices=["sample", "csv_dump", "export", "api"], default="sample")
-    ingest.add_argument("--path", help="the file, for csv_dump and export")
-    ingest.add_argument("--date", help="partition YYYY-MM-DD (default: the newest)")
+    ingest.add_argument("--path", type=args_.existing_file, help="the file, for csv_dump and export")
+    ingest.add_argument("--date", type=_partition_day, help="partition YYYY-MM-DD (default: the newest)")
     ingest.set_defaults(func=cmd_ingest)
 
     tmdb = sub.add_parser("tmdb", help="TMDB load batches: list them, release a held one")
     tmdb_sub = tmdb.add_subparsers(dest="tmdb_command", required=True)
     batches = tmdb_sub.add_parser("batches", help="every load, newest first")
     batches.add_argument("--status", choices=["loaded", "held", "released"])
-    batches.add_argument("--limit", type=int, default=50)
+    batches.add_argument("--limit", type=args_.bounded_int(1, 10_000, "a number of batches"), default=50)
     release = tmdb_sub.add_parser("release", help="load a batch held by the reject gate, after all")
-    release.add_argument("batch_id", type=int)
+    release.add_argument("batch_id", type=args_.positive_id)
     tmdb.set_defaults(func=cmd_tmdb)
 
     search = sub.add_parser("search", help="semantic search over the catalogue")
-    search.add_argument("query")
+    search.add_argument("query", type=args_.query_text)
     _add_filters(search)
     search.set_defaults(func=cmd_search)
 
     sim = sub.add_parser("similar", help="titles similar to one title")
-    sim.add_argument("content_key", help="e.g. movie-100001")
+    sim.add_argument("content_key", type=args_.content_key, help="e.g. movie-100001")
     _add_filters(sim)
     sim.set_defaults(func=cmd_similar)
 

@@ -32,6 +32,11 @@ from .genre_features import GENRE_BLOCK_DIM, genre_block
 from .metadata_features import METADATA_BLOCK_DIM, metadata_block, query_metadata_block
 from .mood_features import MOOD_BLOCK_DIM, mood_block, mood_slot
 
+
+class EmptyQueryError(ValueError):
+    """The query vector is zero: no known word, no filter with a weight; nothing can be ranked."""
+
+
 __all__ = [
     "BLOCKS",
     "DIM",
@@ -252,6 +257,6 @@ def build_query_vector(intent: QueryIntent, provider: EmbeddingProvider,
                                 language=intent.language)
     vec = compose(plot, genre, mood, meta, weights)[0]
     if not np.any(vec):
-        raise ValueError("empty query intent: give text, genres, mood, year, min_rating, media_type or language "
+        raise EmptyQueryError("empty query intent: give text, genres, mood, year, min_rating, media_type or language "
                          "(with a non-zero weight on its block)")
     return vec
