@@ -2,13 +2,15 @@
 
 `deploy/dagster.yaml` and `workspace.yaml` are what docker compose uses (the instance file is
 not at the repo root because Dagster's CLI would pick it up from the working directory). The embedded
-path copies them into `$GATEWAY_HOME/dagster_home/`, filling in the embedded server's URL and a
-loopback code-server address, so both paths run the same configuration.
+path copies them into `$GATEWAY_HOME/dagster_home/`, filling in the storage URL and a loopback
+code-server address, so both paths run the same configuration. A URL with a password is never
+written: the file references an environment variable instead, and every state file is 0600.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import yaml
@@ -18,6 +20,7 @@ from gateway_pipelines.lib.warehouse import (
     WarehouseError,
     WarehouseUrls,
     ensure_database,
+    redact_url,
     resolve_urls,
     with_database,
     with_driver,
@@ -27,10 +30,31 @@ from gateway_pipelines.runtime.paths import StatePaths, state_paths
 LOCATION_NAME = "gateway_pipelines.definitions"
 
 
+# Where the generated dagster.yaml points Dagster's storage when the URL holds a password: the file
+# names this variable, `bootstrap` sets it for this process and its children, and the secret stays
+# out of every file.
+STORAGE_URL_ENV = "GATEWAY_DAGSTER_STORAGE_URL"
+
+
 def instance_config(template: dict, dagster_pg_url: str) -> dict:
+    """The committed instance config with the storage URL filled in: inline when it holds no
+    secret (the embedded server's socket URL), else as a reference to STORAGE_URL_ENV."""
     config = copy.deepcopy(template)
-    config["storage"]["postgres"]["postgres_url"] = with_driver(dagster_pg_url, "psycopg2")
+    url = with_driver(dagster_pg_url, "psycopg2")
+    config["storage"]["postgres"]["postgres_url"] = {"env": STORAGE_URL_ENV} if _has_secret(url) else url
     return config
+
+
+def _has_secret(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` readable by its owner only (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)  # O_CREAT's mode applies only to a new file
 
 
 def write_dagster_home(paths: StatePaths, dagster_pg_url: str, template_path: Path | None = None) -> Path:
@@ -41,7 +65,8 @@ def write_dagster_home(paths: StatePaths, dagster_pg_url: str, template_path: Pa
     target = paths.dagster_home / "dagster.yaml"
     text = yaml.safe_dump(instance_config(template, dagster_pg_url), sort_keys=False)
     if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.write_text(text, encoding="utf-8")
+        write_private(target, text)
+    target.chmod(0o600)
     return paths.dagster_home
 
 
@@ -54,7 +79,7 @@ def write_workspace(paths: StatePaths, host: str, port: int, template_path: Path
             entry["grpc_server"]["host"] = host
             entry["grpc_server"]["port"] = port
     target = paths.dagster_home / "workspace.yaml"
-    target.write_text(yaml.safe_dump(workspace, sort_keys=False), encoding="utf-8")
+    write_private(target, yaml.safe_dump(workspace, sort_keys=False))
     return target
 
 
@@ -86,6 +111,8 @@ def bootstrap(env: dict[str, str] | None = None) -> tuple[StatePaths, WarehouseU
                 "DAGSTER_PG_URL to a database Dagster may use for its runs and events."
             ) from exc
     write_dagster_home(paths, urls.dagster)
+    if _has_secret(urls.dagster):
+        env[STORAGE_URL_ENV] = with_driver(urls.dagster, "psycopg2")
     env["DAGSTER_HOME"] = str(paths.dagster_home)
     env["GATEWAY_HOME"] = str(paths.home)
     return paths, urls

@@ -45,6 +45,10 @@ class StatePaths:
     def ensure(self) -> StatePaths:
         for path in (self.home, self.dagster_home, self.models, self.landing / "tmdb"):
             path.mkdir(parents=True, exist_ok=True)
+        # Only the owner may look into the Dagster home, whatever the modes of the files in it. (The
+        # state folder itself must stay traversable: run as root, the embedded server starts
+        # Postgres as an unprivileged user that needs to reach its data folder inside it.)
+        self.dagster_home.chmod(0o700)
         return self
 
 

@@ -412,6 +412,38 @@ def test_embedded_dagster_yaml_is_the_committed_one_with_the_url(platform, insta
     expected = yaml.safe_load(yaml.safe_dump(instance_yaml))
     expected["storage"]["postgres"]["postgres_url"] = url
     assert generated == expected, "the embedded dagster.yaml differs from the committed one beyond the URL"
+    for state_file in ("dagster.yaml", "workspace.yaml"):
+        if (paths.dagster_home / state_file).exists():
+            assert (paths.dagster_home / state_file).stat().st_mode & 0o777 == 0o600, state_file
+    assert paths.dagster_home.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_password_never_reaches_the_generated_instance_file(platform, tmp_path, monkeypatch):
+    """With an external server's URL (here: the embedded one, which accepts any password on its socket),
+    dagster.yaml names an environment variable; the password lives only in the process environment."""
+    import dagster as dg
+
+    from gateway_pipelines.runtime.instance import STORAGE_URL_ENV, bootstrap
+
+    secret = "s3cr3t-Pa55-for-the-scan"
+    _, urls = platform
+    with_password = urls.dagster.replace("://postgres:@", f"://postgres:{secret}@", 1)
+    assert secret in with_password, urls.dagster
+    env = {"GATEWAY_HOME": str(tmp_path / "home"), "DATABASE_URL": urls.warehouse, "DAGSTER_PG_URL": with_password}
+    paths, _ = bootstrap(env)
+    text = (paths.dagster_home / "dagster.yaml").read_text(encoding="utf-8")
+    assert secret not in text
+    assert yaml.safe_load(text)["storage"]["postgres"]["postgres_url"] == {"env": STORAGE_URL_ENV}
+    assert (paths.dagster_home / "dagster.yaml").stat().st_mode & 0o777 == 0o600
+    assert secret in env[STORAGE_URL_ENV]
+    monkeypatch.setenv(STORAGE_URL_ENV, env[STORAGE_URL_ENV])
+    instance = dg.DagsterInstance.from_config(str(paths.dagster_home))
+    try:
+        instance.get_runs(limit=1)  # Dagster resolves the reference and reaches its storage
+    finally:
+        instance.dispose()
+    leaked = [str(f) for f in paths.home.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+    assert not leaked, leaked
 
 
 def test_embedded_instance_loads_with_postgres_storage(platform):
