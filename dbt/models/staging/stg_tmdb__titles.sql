@@ -1,10 +1,16 @@
 -- Typed columns out of the TMDB payload. Movies and TV share one shape here: TV's name,
 -- first_air_date and episode_run_time map onto title, release_date and runtime.
+-- Two runs at once (two `gateway run`s, or a sensor run beside a backfill) would each delete and
+-- insert the same keys and leave duplicates. The pre-hook runs inside the model's transaction, so
+-- the advisory lock serialises whole builds of this model across processes; the unique index
+-- turns any other way to a duplicate into an error instead of bad data.
 {{ config(
     materialized='incremental',
     unique_key='content_key',
     incremental_strategy='delete+insert',
-    on_schema_change='sync_all_columns'
+    on_schema_change='sync_all_columns',
+    pre_hook="select pg_advisory_xact_lock(hashtextextended('{{ this }}', 0))",
+    post_hook="create unique index if not exists stg_tmdb__titles_content_key_uq on {{ this }} (content_key)"
 ) }}
 
 with source as (
