@@ -229,7 +229,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             result = search_by_text(
                 conn, args.query, r.embeddings.open(), k=args.k, filters=_search_filters(args),
-                weights=r.embeddings.weights(), ef_search=r.vector_search.ef_search,
+                weights=r.embeddings.weights(), ef_search=r.vector_search.serving_ef_search(conn),
             )
         except EmptyQueryError:
             print(f"error: no word of {safe(args.query)!r} is known to the embedding model, and no filter gives "
@@ -245,7 +245,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
     with _resources("warehouse", "vector_search") as r, r.warehouse.connection() as conn:
         try:
             result = similar(conn, args.content_key, k=args.k, filters=_search_filters(args),
-                             ef_search=r.vector_search.ef_search)
+                             ef_search=r.vector_search.serving_ef_search(conn))
         except KeyError as exc:
             print(f"error: {safe(exc.args[0])}", file=sys.stderr)
             return 2

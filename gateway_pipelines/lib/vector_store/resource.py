@@ -22,8 +22,18 @@ class VectorSearchResource(dg.ConfigurableResource):
     recall_queries: int = 100
     min_recall: float = 0.95
     recall_floor: float = 0.90
+    # Under min_recall, the recall check may raise ef_search up to max_ef_search while p99 stays
+    # within the budget (see lib/vector_store/tuning.py); max_ef_search = ef_search switches that off.
+    max_ef_search: int = 800
+    latency_budget_ms: float = 20.0
     # where the recall plot PNG is also written (as content_vectors_recall.png); None: only in metadata
     artifacts_dir: str | None = None
+
+    def serving_ef_search(self, conn) -> int:
+        """The ef_search to serve with: the recall check's raised setting, else the configured one."""
+        from gateway_pipelines.lib.vector_store.tuning import serving_ef_search
+
+        return serving_ef_search(conn, self.ef_search)
 
     def index_config(self):
         from gateway_pipelines.lib.vector_store.index import IndexConfig

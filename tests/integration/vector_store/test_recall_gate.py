@@ -65,7 +65,8 @@ def test_a_poor_index_warns_above_the_floor_and_blocks_below_it(fresh_db):
         conn.commit()
         copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(N, clusters=40, seed=31)))
 
-    strict = VectorSearchResource(**POOR)  # target 0.95, floor 0.90
+    # target 0.95, floor 0.90; ef_search is not raised here (test_recall_tuning covers that)
+    strict = VectorSearchResource(**POOR, max_ef_search=100)
     blocked = run(fresh_db, strict)  # builds the poor index (first sync is bulk)
     evaluation, materialised = outcome(blocked)
     recall = serving_recall(fresh_db, strict)
@@ -75,7 +76,7 @@ def test_a_poor_index_warns_above_the_floor_and_blocks_below_it(fresh_db):
     assert evaluation.metadata["verdict"].value == "error"
     assert not blocked.success and materialised == {"content_vectors"}  # search_consumer was held back
 
-    lenient = VectorSearchResource(**POOR, recall_floor=round(recall / 2, 3))  # same index, floor below it
+    lenient = VectorSearchResource(**POOR, max_ef_search=100, recall_floor=round(recall / 2, 3))  # floor below it
     warned = run(fresh_db, lenient)
     evaluation, materialised = outcome(warned)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
