@@ -22,9 +22,13 @@ from gateway_pipelines.lib.warehouse import WarehouseResource
 
 
 def dbt_executable() -> str:
-    # The venv's dbt, so that a run works without the venv on PATH (the UI, the daemon, cron).
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else "dbt"
+    # The venv's dbt, so that a run works without the venv on PATH (the UI, the daemon, cron), by
+    # way of its shim `gateway-dbt`, which dies with the run worker instead of outliving it.
+    for name in ("gateway-dbt", "dbt"):
+        candidate = Path(sys.executable).with_name(name)
+        if candidate.exists():
+            return str(candidate)
+    return "dbt"
 
 
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
