@@ -343,8 +343,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except WarehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: whatever was mid-load rolled back; rerun the same command to finish", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        lost = _lost_database(exc)
+        if lost is None:
+            raise
+        print(f"error: {lost}", file=sys.stderr)
+        return 1
+
+
+def _lost_database(exc: BaseException) -> str | None:
+    """A message for a database that went away mid-command (a crashed or restarted Postgres), which
+    reaches here as a storage error of Dagster's or a driver error; None for anything else."""
+    from gateway_pipelines.lib.warehouse import redact_url
+
+    chain, link = [], exc
+    while link is not None and len(chain) < 10:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    names = {type(e).__module__.split(".")[0] + "." + type(e).__name__ for e in chain}
+    lost = {"dagster_postgres.DagsterPostgresException", "psycopg2.OperationalError", "psycopg.OperationalError",
+            "sqlalchemy.OperationalError", "psycopg_pool.PoolTimeout"}
+    if not names & lost and not any("OperationalError" in n for n in names):
+        return None
+    detail = redact_url(str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else type(chain[-1]).__name__)
+    return (f"the database stopped answering in the middle of the command ({safe(detail)}). Postgres may have "
+            "crashed or restarted. Every load is one transaction, so nothing half-written was kept: check the "
+            "server (`gateway status`), then rerun the same command.")
 
 
 if __name__ == "__main__":

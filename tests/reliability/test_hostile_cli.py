@@ -83,3 +83,25 @@ def test_control_characters_in_stored_text_are_shown_escaped():
     assert safe("Red\x1b[31m Alert\x07\r") == "Red\\x1b[31m Alert\\x07\\x0d"
     assert safe("Le Dernier Métro") == "Le Dernier Métro"
     assert safe("zero\u200bwidth") == "zero\\u200bwidth"
+
+
+def test_a_database_lost_mid_command_is_one_clear_line(monkeypatch, capsys):
+    """A Postgres crash used to end `gateway run` in a DagsterPostgresException traceback."""
+    import psycopg2
+    from dagster_postgres.utils import DagsterPostgresException
+
+    from gateway_pipelines import cli
+
+    def crash(args):
+        try:
+            raise psycopg2.OperationalError("server closed the connection unexpectedly\n\tThis probably means ...")
+        except psycopg2.OperationalError as exc:
+            raise DagsterPostgresException("too many retries for DB connection") from exc
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["status"].set_defaults(func=crash)
+    assert cli.main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "the database stopped answering" in err and "server closed the connection unexpectedly" in err
+    assert "Traceback" not in err
