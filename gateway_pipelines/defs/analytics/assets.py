@@ -27,15 +27,39 @@ class DbtConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from all of raw, not just the run's window
 
 
+# The personalization models (dbt/models/personalization/): their group, owners, and the one parent
+# each follows (the catalogue's models follow stg_tmdb__titles, as before).
+PERSONALIZATION_FOLDER = "personalization"
+PERSONALIZATION_OWNERS = ["team:personalization"]
+PERSONALIZATION_PARENTS = {"stg_watch_events": "watch_events", "fct_watch_events": "stg_watch_events"}
+
+
+def _is_personalization(dbt_resource_props: Mapping[str, Any]) -> bool:
+    fqn = dbt_resource_props.get("fqn") or []
+    return PERSONALIZATION_FOLDER in fqn[1:-1]
+
+
 class GatewayDbtTranslator(DagsterDbtTranslator):
     """Owners and automation per model; the rest as dagster-dbt derives it from the manifest."""
 
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if _is_personalization(dbt_resource_props):
+            return PERSONALIZATION_FOLDER
+        return super().get_group_name(dbt_resource_props)
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        if _is_personalization(dbt_resource_props):
+            return super().get_owners(dbt_resource_props) or PERSONALIZATION_OWNERS
         return super().get_owners(dbt_resource_props) or OWNERS
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
         if dbt_resource_props.get("resource_type") != "model":
             return None
+        if _is_personalization(dbt_resource_props):
+            parent = PERSONALIZATION_PARENTS.get(dbt_resource_props.get("name"), "watch_events")
+            return automation.after_any_partition_of(
+                dg.AssetSelection.assets(parent), f"{parent} updated since last build"
+            )
         if dbt_resource_props.get("config", {}).get("materialized") == "incremental":
             return automation.after_partition_update()
         return automation.after_any_partition_of(

@@ -1,0 +1,328 @@
+"""Recommendations: two candidate sources fused, a documented re-ranking score, MMR diversity, reasons.
+
+1. **Candidates** (finished titles excluded):
+   * *content*: the ``n_candidates`` nearest titles to the user's preference vector (HNSW in
+     pgvector when served from the warehouse; exact in memory for the offline evaluation);
+   * *co-occurrence*: titles finished by the users who finished what this user finished, scored
+     ``Σ_{j ∈ finished(u)} C_ij / sqrt(n_i·n_j)`` (C: co-finish counts, n: finish counts).
+2. **Fusion**: reciprocal-rank fusion as the media gateway's hybrid engine intends,
+   ``f_i = Σ_s w_s / (60 + rank_s(i))`` (content 0.5, co-occurrence 0.5), scaled to [0, 1].
+3. **Score**: ``score = w_fused·f + w_sim·cos(v_u, x_i) + Σ_f β_f·feature_f(u, i) + w_pop·pop_i``,
+   i.e. fused rank, then similarity, then the causal weights β_f of `learning.causal_weights`
+   (segment `all`, latest run) when there are any, then popularity (log finish count, or the
+   catalogue's TMDB popularity before anyone finished anything) as a prior.
+4. **Diversity**: maximal marginal relevance, ``λ·score' − (1 − λ)·max_{j picked} Jaccard(genres_i,
+   genres_j)`` with λ = 0.85 and score' the score scaled to [0, 1]; and a hard cap: no genre is in
+   more than ``max_genre_share`` of the picks (relaxed only when the candidates run out, which the
+   result says).
+5. A **cold-start** user (no watch history) gets the catalogue's most popular titles under the same
+   diversity rule, not an error.
+
+Each pick carries an explanation naming what put it there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from .catalogue import Catalogue
+
+RRF_K = 60
+# The serve-time features the re-ranker can compute for (user, title) before serving.
+RANKING_FEATURES = ("genre_match_score", "release_recency_score", "rating_alignment", "content_duration")
+REFERENCE_YEAR = 2026
+
+AnnSearch = Callable[[np.ndarray, int, frozenset[int]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class RecommenderConfig:
+    n_candidates: int = 200
+    w_content: float = 0.5  # RRF weight of the content (vector) source
+    w_cooc: float = 0.5  # RRF weight of the co-occurrence source
+    w_fused: float = 1.0
+    w_sim: float = 0.5
+    w_pop: float = 0.3
+    causal_scale: float = 1.0  # multiplies every causal weight in the score
+    mmr_lambda: float = 0.85
+    max_genre_share: float = 0.6
+
+
+@dataclass
+class UserState:
+    user_id: str
+    vector: np.ndarray | None = None
+    finished: frozenset[int] = frozenset()  # catalogue rows
+    genre_affinities: dict[int, float] = field(default_factory=dict)
+    mean_rating: float | None = None  # 0-10
+
+    @property
+    def cold(self) -> bool:
+        return self.vector is None and not self.finished
+
+
+@dataclass
+class Pick:
+    rank: int
+    item: int
+    key: str
+    title: str
+    score: float
+    similarity: float
+    fused: float
+    causal: float
+    popularity: float
+    sources: tuple[str, ...]
+    genres: tuple[int, ...]
+    features: dict[str, float]
+    explanation: str
+
+
+@dataclass
+class Recommendation:
+    user_id: str
+    picks: list[Pick]
+    strategy: str  # 'hybrid' | 'cold_start'
+    diversity_relaxed: bool = False
+
+
+class RecommenderModel:
+    """What recommending needs in memory: the catalogue, co-finish counts, popularity, causal weights."""
+
+    def __init__(self, catalogue: Catalogue, finished_pairs: Iterable[tuple[str, int]] = (), *,
+                 causal_weights: dict[str, float] | None = None, config: RecommenderConfig = RecommenderConfig()):
+        self.catalogue = catalogue
+        self.config = config
+        self.causal_weights = {k: float(v) for k, v in (causal_weights or {}).items() if k in RANKING_FEATURES}
+        pairs = list(finished_pairs)
+        n = len(catalogue)
+        if pairs:
+            users = {u: i for i, u in enumerate(sorted({u for u, _ in pairs}))}
+            rows = np.fromiter((users[u] for u, _ in pairs), dtype=np.int64, count=len(pairs))
+            cols = np.fromiter((i for _, i in pairs), dtype=np.int64, count=len(pairs))
+            b = sparse.csr_matrix((np.ones(len(pairs), dtype=np.float32), (rows, cols)), shape=(len(users), n))
+            b.data[:] = 1.0  # duplicates collapse to 1
+            b.sum_duplicates()
+            b.data[:] = 1.0
+            counts = np.asarray(b.sum(axis=0)).ravel()
+            c = (b.T @ b).tocsr()
+            c.setdiag(0)
+            c.eliminate_zeros()
+            inv = 1.0 / np.sqrt(np.maximum(counts, 1))
+            self.cooc = sparse.diags(inv) @ c @ sparse.diags(inv)
+            self.cooc = self.cooc.tocsr().astype(np.float32)
+            self.cooc_counts = c
+        else:
+            counts = np.zeros(n)
+            self.cooc = sparse.csr_matrix((n, n), dtype=np.float32)
+            self.cooc_counts = self.cooc
+        self.finish_counts = counts
+        if counts.sum() > 0:
+            lp = np.log1p(counts)
+            self.pop_prior = (0.8 * lp / lp.max() + 0.2 * catalogue.popularity_prior).astype(np.float32)
+        else:
+            self.pop_prior = catalogue.popularity_prior
+        self.pop_order = np.argsort(-self.pop_prior, kind="stable")
+        self.pop_rank = np.empty(n, dtype=np.int64)
+        self.pop_rank[self.pop_order] = np.arange(1, n + 1)
+        self.recency = np.exp(-np.maximum(REFERENCE_YEAR - catalogue.years, 0) / 10.0)
+        self.recency[catalogue.years <= 0] = 0.0
+        self.duration_h = catalogue.runtime / 60.0
+
+    # ------------------------------------------------------------------ pieces
+
+    def exact_ann(self, vector: np.ndarray, n: int, exclude: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
+        sims = self.catalogue.vectors @ vector.astype(np.float32)
+        if exclude:
+            sims = sims.copy()
+            sims[list(exclude)] = -np.inf
+        n = min(n, len(sims) - len(exclude))
+        if n <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        top = np.argpartition(-sims, n - 1)[:n]
+        top = top[np.lexsort((top, -sims[top]))]
+        return top, sims[top]
+
+    def cooc_candidates(self, finished: frozenset[int], n: int) -> tuple[np.ndarray, np.ndarray]:
+        if not finished or self.cooc.nnz == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        scores = np.asarray(self.cooc[sorted(finished)].sum(axis=0)).ravel()
+        scores[list(finished)] = 0
+        nz = np.flatnonzero(scores > 0)
+        if len(nz) == 0:
+            return nz, np.zeros(0)
+        top = nz[np.lexsort((nz, -scores[nz]))][:n]
+        return top, scores[top]
+
+    def features(self, state: UserState, items: np.ndarray) -> dict[str, np.ndarray]:
+        """Serve-time features of (user, title) as learning.impressions records them."""
+        gm = self.catalogue.genre_matrix[items]
+        if state.genre_affinities:
+            col = {g: j for j, g in enumerate(self.catalogue.genre_ids)}
+            aff = np.full(len(col), 0.5, dtype=np.float32)
+            for g, a in state.genre_affinities.items():
+                if g in col:
+                    aff[col[g]] = a
+            n_genres = np.maximum(gm.sum(axis=1), 1)
+            genre_match = (gm @ aff) / n_genres
+        else:
+            genre_match = np.full(len(items), 0.5)
+        preferred = state.mean_rating if state.mean_rating is not None else 7.0
+        rating_alignment = 1 - np.abs(self.catalogue.vote_average[items] - preferred) / 10.0
+        return {
+            "genre_match_score": np.asarray(genre_match, dtype=np.float64),
+            "release_recency_score": self.recency[items],
+            "rating_alignment": rating_alignment,
+            "content_duration": self.duration_h[items],
+        }
+
+    # ------------------------------------------------------------------ recommend
+
+    def recommend(self, state: UserState, k: int = 20, *, ann: AnnSearch | None = None,
+                  explain: bool = True) -> Recommendation:
+        if k < 1:
+            raise ValueError(f"k={k}: must be at least 1")
+        cfg = self.config
+        exclude = state.finished
+        if state.vector is not None:
+            cand_a, _ = (ann or self.exact_ann)(state.vector, cfg.n_candidates, exclude)
+            cand_a = np.array([i for i in cand_a if i not in exclude], dtype=np.int64)
+        else:
+            cand_a = np.zeros(0, dtype=np.int64)
+        cand_c, _ = self.cooc_candidates(exclude, cfg.n_candidates)
+        if state.cold or (len(cand_a) == 0 and len(cand_c) == 0):
+            return self._cold_start(state, k, explain)
+        fused: dict[int, float] = {}
+        sources: dict[int, list[str]] = {}
+        for weight, cands, name in ((cfg.w_content, cand_a, "content"), (cfg.w_cooc, cand_c, "co-occurrence")):
+            for r, i in enumerate(cands.tolist(), 1):
+                fused[i] = fused.get(i, 0.0) + weight / (RRF_K + r)
+                sources.setdefault(i, []).append(name)
+        items = np.array(sorted(fused), dtype=np.int64)
+        f = np.array([fused[i] for i in items.tolist()])
+        f = f / f.max()
+        sim = (self.catalogue.vectors[items] @ state.vector.astype(np.float32)).astype(np.float64) \
+            if state.vector is not None else np.zeros(len(items))
+        feats = self.features(state, items)
+        causal = np.zeros(len(items))
+        for name, beta in self.causal_weights.items():
+            causal += cfg.causal_scale * beta * feats[name]
+        pop = self.pop_prior[items].astype(np.float64)
+        score = cfg.w_fused * f + cfg.w_sim * sim + causal + cfg.w_pop * pop
+        chosen, relaxed = self._diversify(items, score, k)
+        context = self._explain_context(state, items[chosen]) if explain else None
+        picks = []
+        for rank, pos in enumerate(chosen, 1):
+            i = int(items[pos])
+            pick_features = {name: float(values[pos]) for name, values in feats.items()}
+            picks.append(Pick(
+                rank, i, self.catalogue.keys[i], self.catalogue.titles[i], float(score[pos]), float(sim[pos]),
+                float(f[pos]), float(causal[pos]), float(pop[pos]), tuple(sources[i]),
+                self.catalogue.genres[i], pick_features,
+                self._explain(state, i, sources[i], pick_features, context, rank - 1) if explain else "",
+            ))
+        return Recommendation(state.user_id, picks, "hybrid", relaxed)
+
+    def _cold_start(self, state: UserState, k: int, explain: bool) -> Recommendation:
+        n = min(len(self.catalogue), max(self.config.n_candidates, 5 * k))
+        items = np.array([i for i in self.pop_order[: n + len(state.finished)].tolist()
+                          if i not in state.finished][:n], dtype=np.int64)
+        pop = self.pop_prior[items].astype(np.float64)
+        chosen, relaxed = self._diversify(items, pop, k)
+        feats = self.features(state, items)
+        picks = []
+        for rank, pos in enumerate(chosen, 1):
+            i = int(items[pos])
+            genres = self._genre_text(i)
+            reason = (f"popular: #{int(self.pop_rank[i])} in the catalogue; {genres}; picked for variety "
+                      "(no watch history yet)") if explain else ""
+            picks.append(Pick(rank, i, self.catalogue.keys[i], self.catalogue.titles[i], float(pop[pos]), 0.0, 0.0,
+                              0.0, float(pop[pos]), ("popularity",), self.catalogue.genres[i],
+                              {name: float(v[pos]) for name, v in feats.items()}, reason))
+        return Recommendation(state.user_id, picks, "cold_start", relaxed)
+
+    def _diversify(self, items: np.ndarray, score: np.ndarray, k: int) -> tuple[list[int], bool]:
+        """MMR over genre Jaccard with the genre-share cap; returns positions into ``items``."""
+        cfg = self.config
+        k = min(k, len(items))
+        if k == 0:
+            return [], False
+        lo, hi = float(score.min()), float(score.max())
+        norm = (score - lo) / (hi - lo) if hi > lo else np.ones(len(score))
+        # MMR chooses among the best max(20·k, 400) by score (every candidate, usually)
+        pool = np.argsort(-norm, kind="stable")[: max(20 * k, 400)]
+        genres = self.catalogue.genre_matrix[items[pool]]  # (pool, G) 0/1
+        sizes = genres.sum(axis=1)
+        cap = max(1, math.floor(cfg.max_genre_share * k))
+        genre_count = np.zeros(genres.shape[1], dtype=np.int64)
+        chosen: list[int] = []
+        max_sim = np.zeros(len(pool))
+        available = np.ones(len(pool), dtype=bool)
+        relaxed = False
+        base = norm[pool]
+        while len(chosen) < k and available.any():
+            mmr = cfg.mmr_lambda * base - (1 - cfg.mmr_lambda) * max_sim
+            full = (genre_count >= cap).astype(np.float32)
+            allowed = available & ((genres @ full) == 0)
+            if not allowed.any():
+                allowed = available
+                relaxed = True
+            j = int(np.argmax(np.where(allowed, mmr, -np.inf)))
+            chosen.append(int(pool[j]))
+            available[j] = False
+            genre_count += genres[j].astype(np.int64)
+            inter = genres @ genres[j]
+            union = sizes + sizes[j] - inter
+            jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+            np.maximum(max_sim, jac, out=max_sim)
+        return chosen, relaxed
+
+    def _genre_text(self, i: int) -> str:
+        names = [self.catalogue.genre_label(g) for g in self.catalogue.genres[i][:2]]
+        return f"genre {', '.join(names)}" if names else "no genre"
+
+    def _explain_context(self, state: UserState, picked: np.ndarray):
+        """One matrix product for all picks: similarity to each finished title and co-finish counts."""
+        finished = sorted(state.finished)
+        if not finished:
+            return None
+        sims = self.catalogue.vectors[finished] @ self.catalogue.vectors[picked].T  # (F, k)
+        counts = self.cooc_counts[finished][:, picked].toarray() if self.cooc_counts.nnz else np.zeros_like(sims)
+        return finished, sims, counts
+
+    def _explain(self, state: UserState, i: int, sources: Sequence[str], feats: dict[str, float],
+                 context=None, col: int = 0) -> str:
+        parts = []
+        if context is not None:
+            finished, sims, counts = context
+            j = finished[int(np.argmax(sims[:, col]))]
+            parts.append(f"close to {self.catalogue.titles[j]!r} that you finished "
+                         f"(similarity {float(sims[:, col].max()):.2f})")
+            if "co-occurrence" in sources and counts[:, col].max() > 0:
+                j = finished[int(np.argmax(counts[:, col]))]
+                parts.append(f"finished by {int(counts[:, col].max())} viewers who also finished "
+                             f"{self.catalogue.titles[j]!r}")
+        elif state.vector is not None:
+            parts.append(f"close to your taste vector (similarity "
+                         f"{float(self.catalogue.vectors[i] @ state.vector):.2f})")
+        parts.append(self._genre_text(i))
+        if self.causal_weights:
+            contributions = {name: self.config.causal_scale * beta * feats[name]
+                             for name, beta in self.causal_weights.items()}
+            name, value = max(contributions.items(), key=lambda kv: kv[1])
+            if value > 0:
+                parts.append(f"boosted by the causal weight of {name} (+{value:.3f})")
+        top = int(self.pop_rank[i])
+        if top <= max(10, len(self.catalogue) // 20):
+            parts.append(f"popular (#{top})")
+        return "; ".join(parts)
+
+
+def mean_rating(ratings: Iterable[float]) -> float | None:
+    values = [r for r in ratings if r is not None and not (isinstance(r, float) and math.isnan(r))]
+    return float(np.mean(values)) if values else None
