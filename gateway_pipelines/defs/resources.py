@@ -16,6 +16,9 @@ import dagster as dg
 from gateway_pipelines import settings
 from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+from gateway_pipelines.lib.learning.resource import LearningResource
+from gateway_pipelines.lib.migration.resource import LegacyMigrationResource
+from gateway_pipelines.lib.personalization.resource import PersonalizationResource
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
@@ -52,6 +55,12 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             models_dir=str(home / "models"),
         ),
         "vector_search": VectorSearchResource(artifacts_dir=str(home / "artifacts")),
+        "legacy": LegacyMigrationResource(
+            landing_dir=str(home / "landing" / "legacy"), work_dir=str(home / "tmp" / "legacy"),
+            samples_dir=str(home / "samples" / "legacy"),
+        ),
+        "personalization": PersonalizationResource(landing_dir=str(home / "landing" / "events")),
+        "learning": LearningResource(landing_dir=str(home / "landing" / "episodes"), models_dir=str(home / "models")),
     }
 
 

@@ -29,9 +29,30 @@ class JobStep:
 
 CATALOGUE_STEPS: tuple[JobStep, ...] = (JobStep(),)
 # The newer domains' part of `make run`, after the catalogue exists (each owned by its domain).
-MIGRATION_STEPS: tuple[JobStep, ...] = ()
-PERSONALIZATION_STEPS: tuple[JobStep, ...] = ()
-MAIN_SEQUENCE: tuple[JobStep, ...] = CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS
+MIGRATION_STEPS: tuple[JobStep, ...] = tuple(  # legacy migration of the shipped demo sources (docs/migration.md)
+    JobStep("legacy_migration_job", None, {"ops": {"legacy_staging": {"config": {"kind": kind, "sample": True}}}})
+    for kind in ("chroma", "ruvector", "agentdb")
+)
+# Personalization: simulate 200 users x 14 days and a 300-user MovieLens-format dataset over the
+# catalogue; load the MovieLens file over its days (2018-08-31..2018-09-30), then the simulator's file
+# over its 14 days (plus the next, where late-night watches end) with dbt, the preference vectors and the offline evaluation. The names and dates
+# are the simulator's defaults (SimulationParams, ML_START/ML_END); a test holds them together.
+PERSONALIZATION_STEPS: tuple[JobStep, ...] = (
+    JobStep("personalization_simulation_job", None,
+            {"ops": {"watch_event_simulation": {"config": {"users": 200, "days": 14, "seed": 7, "movielens_users": 300}}}}),
+    JobStep("personalization_ingest_job", None,
+            {"ops": {"watch_events": {"config": {"paths": ["movielens-sim/ratings.csv"]}}}},
+            {"dagster/asset_partition_range_start": "2018-08-31", "dagster/asset_partition_range_end": "2018-09-30"}),
+    JobStep("personalization_job", None,
+            {"ops": {"watch_events": {"config": {"paths": ["simulator-sim-s7-u200-d14-20261130.jsonl"]}}}},
+            {"dagster/asset_partition_range_start": "2026-11-17", "dagster/asset_partition_range_end": "2026-12-01"}),
+)
+LEARNING_STEPS: tuple[JobStep, ...] = (  # a small generated episode set, then one nightly learning run
+    JobStep("episodes_ingest_job", None, {"ops": {"agent_episodes": {"config": {"source": "simulate", "seed": 7,
+                                                                               "n_sessions": 400}}}}),
+    JobStep("nightly_learning_job"),
+)
+MAIN_SEQUENCE: tuple[JobStep, ...] = CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS + LEARNING_STEPS
 
 
 def ingest_sequence(source: str, path: str | None, day: str | None) -> tuple[JobStep, ...]:
@@ -93,6 +114,7 @@ def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult
         rows = next((int(_value(metadata[k])) for k in _ROW_KEYS if k in metadata), None)
         detail = ", ".join(f"{k.removeprefix('rows_')}={_value(metadata[k])}" for k in _DETAIL_KEYS if k in metadata)
         summary.assets.append(AssetLine(mat.asset_key.to_user_string(), rows, detail))
+    summary.assets = _one_line_per_asset(summary.assets)
     for evaluation in result.get_asset_check_evaluations():
         summary.checks.append(
             CheckLine(
@@ -110,6 +132,23 @@ def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult
             data = event.step_failure_data
             summary.error = f"{event.step_key}: {data.error.message.strip() if data and data.error else 'failed'}"
     return summary
+
+
+def _one_line_per_asset(lines: list[AssetLine]) -> list[AssetLine]:
+    """A run over a range of partitions records one materialisation per day: show one line per asset,
+    rows summed, so a 31-day load is one line, not 31."""
+    merged: dict[str, list[AssetLine]] = {}
+    for line in lines:
+        merged.setdefault(line.asset, []).append(line)
+    out = []
+    for asset, group in merged.items():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        counted = [g.rows for g in group if g.rows is not None]
+        detail = f"{len(group)} partitions" + (f"; last: {group[-1].detail}" if group[-1].detail else "")
+        out.append(AssetLine(asset, sum(counted) if counted else None, detail))
+    return out
 
 
 def run_jobs(

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from gateway_pipelines.definitions import defs as load_defs
-from gateway_pipelines.defs.resources import dbt_executable
+from gateway_pipelines.defs.resources import build_resources, dbt_executable
 from gateway_pipelines.defs.tmdb.partitions import daily_partitions
 from gateway_pipelines.defs.tmdb.sensors import build_landing_sensor
 from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
@@ -42,6 +42,7 @@ class Platform:
         self.landing = tmp_path / "landing" / "tmdb"
         self.landing.mkdir(parents=True)
         self.resources = {
+            **build_resources(),  # every domain's resources, as the code location wires them
             "warehouse": warehouse,
             "dbt": DbtWarehouseResource(project_dir=str(DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse),
             "tmdb": TMDBResource(landing_dir=str(self.landing)),

@@ -345,7 +345,7 @@ def test_a_held_batch_does_not_reach_dim_content_until_released(fresh_db, tmp_pa
 
     def dbt_build() -> list[str]:
         dg.materialize([incremental], partition_key=DAY, resources={"dbt": dbt, "warehouse": warehouse})
-        dg.materialize([tables], resources={"dbt": dbt, "warehouse": warehouse})
+        dg.materialize([tables], selection=[dg.AssetKey("dim_content")], resources={"dbt": dbt, "warehouse": warehouse})
         with connect(fresh_db) as conn:
             return [r[0] for r in conn.execute("SELECT content_key FROM analytics.dim_content ORDER BY tmdb_id")]
 

@@ -18,7 +18,8 @@ def _metadata(summary_list, asset):
 
 
 def _mat_metadata(instance, asset, run_id):
-    records = instance.fetch_materializations(dg.AssetKey(asset), limit=50).records
+    # limit: a partitioned asset records one materialisation per partition of a run's range
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=500).records
     for record in records:
         if record.run_id == run_id:
             return {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
@@ -53,8 +54,8 @@ def two_runs(platform):
 def test_first_run_builds_everything_with_all_checks_green(two_runs):
     first, _, _, meta = two_runs
     print(format_summary(first, 0))
-    assert len(first) == 1 and first[0].job == "platform_job"  # the whole graph is one run
-    assert [s.success for s in first] == [True]
+    assert first[0].job == "platform_job" and len(first) == len(MAIN_SEQUENCE)  # the catalogue is one run
+    assert [s.success for s in first] == [True] * len(MAIN_SEQUENCE)
     assert {a.asset for a in first[0].assets} >= {
         "warehouse_schema", "tmdb_genres", "tmdb_titles", "stg_tmdb__titles", "dim_content",
         "content_embeddings", "content_vectors",
@@ -65,6 +66,10 @@ def test_first_run_builds_everything_with_all_checks_green(two_runs):
     assert meta["first"]["content_embeddings"]["rows_embedded"] == 2500
     assert meta["first"]["content_vectors"]["dagster/row_count"] == 2500
     assert meta["first"]["content_vectors"]["index_valid"] is True
+    # personalization: simulated users whose recommendations beat popularity in the evaluation
+    evaluation = meta["first"]["offline_evaluation"]
+    assert evaluation["simulator/recommender/hit_rate@10"] > evaluation["simulator/popularity/hit_rate@10"]
+    assert meta["first"]["user_preference_vectors"]["rows_updated"] > 0
 
 
 def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
@@ -82,6 +87,10 @@ def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
     assert embeddings["rows_embedded"] == 0 and embeddings["provider_calls"] == 0
     assert (vectors["rows_inserted"], vectors["rows_updated"], vectors["rows_deleted"]) == (0, 0, 0)
     assert vectors["index_rebuilt"] is False
+    # personalization writes nothing new either: same simulation, every event a duplicate, no user changed
+    assert meta["second"]["watch_event_simulation"]["written"] is False
+    assert meta["second"]["watch_events"]["rows_inserted"] == 0
+    assert meta["second"]["user_preference_vectors"]["rows_updated"] == 0
     with connect(platform[1].warehouse) as conn:
         after = conn.execute("SELECT count(*), max(fetched_at) FROM raw.tmdb_titles").fetchone(), conn.execute(
             "SELECT count(*), max(updated_at) FROM vectors.content_vectors"
@@ -117,3 +126,7 @@ def test_cli_search_and_similar_print_tables(two_runs, capsys):
     assert "(3 results" in out and "movie-100001 " not in out  # the title itself is excluded
     assert main(["similar", "movie-999999999"]) == 2
     assert "movie-999999999" in capsys.readouterr().err
+    # a query whose words the model has never seen, and no filter: said plainly, not a traceback
+    assert main(["search", "zzxqv qqwvk"]) == 2
+    err = capsys.readouterr().err
+    assert "no word of 'zzxqv qqwvk' is known" in err and "Traceback" not in err
