@@ -37,10 +37,18 @@ browser:
 
 # One worker per core (pytest-xdist), a module's tests on one worker so that its fixtures are built
 # once; each worker runs its own embedded Postgres. PYTEST_WORKERS=0 runs in one process.
+# The browser test (one long test that mostly waits on the daemon) starts at once in a pytest of
+# its own beside them, rather than whenever xdist reaches it; its output follows the rest.
 PYTEST_WORKERS ?= auto
 
 test: install browser
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	@e2e_log=$$(mktemp); \
+	$(BIN)/python -m pytest -m e2e -p no:cacheprovider >$$e2e_log 2>&1 & e2e=$$!; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"; rest=$$?; \
+	wait $$e2e; e2e_rc=$$?; \
+	echo "--- browser test (tests/e2e, run beside the rest) ---"; cat $$e2e_log; rm -f $$e2e_log; \
+	echo "suite: rest exit $$rest, browser test exit $$e2e_rc"; \
+	test $$rest -eq 0 && test $$e2e_rc -eq 0
 
 test-fast: install
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"
