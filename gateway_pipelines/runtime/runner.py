@@ -136,7 +136,7 @@ def summarise(job: str, partition: str | None, result: dg.ExecuteInProcessResult
 
 def _one_line_per_asset(lines: list[AssetLine]) -> list[AssetLine]:
     """A run over a range of partitions records one materialisation per day: show one line per asset,
-    rows summed, so a 31-day load is one line, not 31."""
+    so a 31-day load is one line, not 31."""
     merged: dict[str, list[AssetLine]] = {}
     for line in lines:
         merged.setdefault(line.asset, []).append(line)
@@ -145,9 +145,9 @@ def _one_line_per_asset(lines: list[AssetLine]) -> list[AssetLine]:
         if len(group) == 1:
             out.append(group[0])
             continue
-        counted = [g.rows for g in group if g.rows is not None]
+        # row counts are the table's after each partition: the last one is the table's now
         detail = f"{len(group)} partitions" + (f"; last: {group[-1].detail}" if group[-1].detail else "")
-        out.append(AssetLine(asset, sum(counted) if counted else None, detail))
+        out.append(AssetLine(asset, group[-1].rows, detail))
     return out
 
 
