@@ -83,14 +83,16 @@ def client_read(kind: str, path: str, batch: int) -> dict[str, Any]:
                 json.loads(line)
                 rows += 1
     else:
+        from gateway_pipelines.lib.migration.agentdb import _ident
+
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         for table in ("episodes", "skills", "skill_links", "reasoning_patterns", "causal_experiments",
                       "causal_observations", "causal_edges"):
-            cur = con.execute(f"SELECT * FROM {table}")
+            cur = con.execute(f"SELECT * FROM {_ident(table)}")
             while chunk := cur.fetchmany(batch):
                 rows += len(chunk)
         for table in ("episode_embeddings", "skill_embeddings", "pattern_embeddings"):
-            cur = con.execute(f"SELECT * FROM {table}")
+            cur = con.execute(f"SELECT * FROM {_ident(table)}")
             while cur.fetchmany(batch):
                 pass
         con.close()

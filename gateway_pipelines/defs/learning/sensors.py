@@ -6,13 +6,13 @@ import json
 import dagster as dg
 import psycopg
 
+from gateway_pipelines.defs.landing_cursor import remembered, seen_keys
 from gateway_pipelines.defs.learning.jobs import EPISODES_JOB, JOBS, NIGHTLY_JOB
 from gateway_pipelines.defs.learning.partitions import learning_partitions
 from gateway_pipelines.lib.learning.episodes import scan_episode_landing
 from gateway_pipelines.lib.learning.resource import LearningResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
-MAX_REMEMBERED = 5000
 NEW_EPISODES_SQL = (
     "SELECT count(*), coalesce(max(id), 0) FROM memory.episodes "
     "WHERE id > coalesce((SELECT watermark FROM memory.learner_state WHERE name = 'consolidation'), 0)"
@@ -45,12 +45,11 @@ def landing_requests(files, seen: set[str]) -> list[dg.RunRequest]:
 )
 def episodes_landing_sensor(context: dg.SensorEvaluationContext, learning: LearningResource):
     folder = learning.landing_path()
-    seen = set(json.loads(context.cursor)) if context.cursor else set()
-    requests = landing_requests(scan_episode_landing(folder), seen)
+    seen = seen_keys(context.cursor)
+    requests = landing_requests(scan_episode_landing(folder), set(seen))
     if not requests:
         return dg.SkipReason(f"no new files in {folder}")
-    remembered = (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:]
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered))
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered(seen, requests)))
 
 
 def new_episodes_request(count: int, max_id: int, threshold: int, partition: str):

@@ -6,11 +6,10 @@ import json
 
 import dagster as dg
 
+from gateway_pipelines.defs.landing_cursor import remembered, seen_keys
 from gateway_pipelines.defs.migration.jobs import legacy_migration_job
 from gateway_pipelines.lib.migration.landing import LandedSource, scan_landing
 from gateway_pipelines.lib.migration.resource import LegacyMigrationResource
-
-MAX_REMEMBERED = 2000
 
 
 def landing_run_requests(landed: list[LandedSource], seen: set[str]) -> list[dg.RunRequest]:
@@ -38,10 +37,10 @@ def landing_run_requests(landed: list[LandedSource], seen: set[str]) -> list[dg.
 def legacy_landing_sensor(context: dg.SensorEvaluationContext, legacy: LegacyMigrationResource):
     folder = legacy.landing_path()
     state = json.loads(context.cursor) if context.cursor else {}
-    seen = set(state.get("seen", []))
+    seen = seen_keys(context.cursor)
     landed, cache = scan_landing(folder, state.get("cache"))
-    requests = landing_run_requests(landed, seen)
-    cursor = json.dumps({"seen": (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:], "cache": cache})
+    requests = landing_run_requests(landed, set(seen))
+    cursor = json.dumps({"seen": remembered(seen, requests), "cache": cache})
     if not requests:
         return dg.SensorResult(skip_reason=f"no new legacy sources in {folder}", cursor=cursor)
     return dg.SensorResult(run_requests=requests, cursor=cursor)

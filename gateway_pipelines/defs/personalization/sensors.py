@@ -5,11 +5,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from gateway_pipelines.defs.landing_cursor import remembered, seen_keys
 from gateway_pipelines.defs.personalization.partitions import events_partitions, range_tags
 from gateway_pipelines.lib.personalization.events import date_span, file_sha256, scan_landing
 from gateway_pipelines.lib.personalization.resource import PersonalizationResource
-
-MAX_REMEMBERED = 5000
 
 
 def run_key(path: Path, sha256: str) -> str:
@@ -39,7 +38,7 @@ def build_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDef
     )
     def watch_events_landing_sensor(context: dg.SensorEvaluationContext, personalization: PersonalizationResource):
         folder = personalization.landing_path()
-        seen = set(json.loads(context.cursor)) if context.cursor else set()
+        seen = set(seen_keys(context.cursor))
         requests = []
         for path in scan_landing(folder):
             key = run_key(path, file_sha256(path))
@@ -47,8 +46,8 @@ def build_events_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDef
                 requests.append(ingest_request(path, partitions_def, key=key))
         if not requests:
             return dg.SkipReason(f"no new event files in {folder}")
-        remembered = (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:]
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered))
+        return dg.SensorResult(run_requests=requests,
+                               cursor=json.dumps(remembered(seen_keys(context.cursor), requests)))
 
     return watch_events_landing_sensor
 

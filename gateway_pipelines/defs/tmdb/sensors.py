@@ -2,11 +2,10 @@ import json
 
 import dagster as dg
 
+from gateway_pipelines.defs.landing_cursor import remembered, seen_keys
 from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
 from gateway_pipelines.lib.tmdb.landing import LandingFile, scan_landing
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
-
-MAX_REMEMBERED = 5000  # run keys kept in the cursor; older files would be re-checked by run_key anyway
 
 
 def landing_run_requests(
@@ -45,12 +44,11 @@ def build_landing_sensor(partitions_def: dg.PartitionsDefinition) -> dg.SensorDe
     )
     def tmdb_landing_sensor(context: dg.SensorEvaluationContext, tmdb: TMDBResource):
         folder = tmdb.landing_path()
-        seen = set(json.loads(context.cursor)) if context.cursor else set()
-        requests = landing_run_requests(scan_landing(folder), partitions_def, seen)
+        seen = seen_keys(context.cursor)
+        requests = landing_run_requests(scan_landing(folder), partitions_def, set(seen))
         if not requests:
             return dg.SkipReason(f"no new files in {folder}")
-        remembered = (sorted(seen) + [r.run_key for r in requests])[-MAX_REMEMBERED:]
-        return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered))
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(remembered(seen, requests)))
 
     return tmdb_landing_sensor
 

@@ -151,7 +151,7 @@ class AgentDBReader:
             if table not in self._names:
                 self._state[table] = "missing"
                 continue
-            count = self._con.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            count = self._con.execute(f"SELECT count(*) FROM {_ident(table)}").fetchone()[0]
             self._state[table] = f"{count} rows" if count else "empty"
             if not count:
                 continue
@@ -166,21 +166,18 @@ class AgentDBReader:
     def batches(self, info: CollectionInfo) -> Iterator[list[LegacyRecord]]:
         table = info.name
         spec = TABLES[table]
-        available = [r[1] for r in self._con.execute(f'PRAGMA table_info("{table}")')]  # fixed name
+        available = _columns(self._con, table)
         emb = spec.get("embeddings") if info.dim else None
         # the SQL is built from our fixed table/column names only (TABLES), never from the file's content
-        select = f's."{"id"}" AS __id' if "id" in available else "s.rowid AS __id"
         cols = [c for c in spec["columns"] if c in available]
-        select += "".join(f', s."{c}"' for c in cols)
-        query = f'SELECT {select}'
+        select = ["s.id AS __id" if "id" in available else "s.rowid AS __id", *(f"s.{_ident(c)}" for c in cols)]
+        source = f"{_ident(table)} AS s"
         if emb:
-            query += f', e.embedding AS __embedding FROM "{table}" s LEFT JOIN "{emb[0]}" e ON e."{emb[1]}" = s.id'
-            emb_cols = [r[1] for r in self._con.execute(f'PRAGMA table_info("{emb[0]}")')]
-            if "embedding_model" in emb_cols:
-                query = query.replace(" FROM ", ", e.embedding_model AS __embedding_model FROM ", 1)
-        else:
-            query += f' FROM "{table}" s'
-        query += " ORDER BY 1"
+            select.append("e.embedding AS __embedding")
+            if "embedding_model" in _columns(self._con, emb[0]):
+                select.append("e.embedding_model AS __embedding_model")
+            source += f" LEFT JOIN {_ident(emb[0])} AS e ON e.{_ident(emb[1])} = s.id"
+        query = f"SELECT {', '.join(select)} FROM {source} ORDER BY 1"
         cursor = self._con.execute(query)
         while True:
             try:
@@ -436,3 +433,12 @@ def corrupt_embedding(path: str | Path, episode_id: int, n_bytes: int) -> None:
     finally:
         con.close()
 
+
+def _ident(name: str) -> str:
+    """A SQLite identifier, quoted. Only the names declared in TABLES reach here (SQLite cannot bind
+    identifiers as parameters), and the quoting makes even an odd name inert."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(con: sqlite3.Connection, table: str) -> list[str]:
+    return [row[0] for row in con.execute("SELECT name FROM pragma_table_info(?)", (table,))]
