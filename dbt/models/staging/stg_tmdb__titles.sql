@@ -16,8 +16,10 @@
 with source as (
     select *
     from {{ source('raw', 'tmdb_titles') }}
-    {% if is_incremental() and var('min_date') is not none %}
-    where partition_date between '{{ var("min_date") }}'::date and '{{ var("max_date") }}'::date
+    {#- The run's window comes as environment variables, not --vars: dbt would re-parse the whole
+        project for every new value of a var, and that is most of a small build's time. -#}
+    {% if is_incremental() and env_var('GATEWAY_DBT_MIN_DATE', '') != '' %}
+    where partition_date between '{{ env_var("GATEWAY_DBT_MIN_DATE") }}'::date and '{{ env_var("GATEWAY_DBT_MAX_DATE") }}'::date
     {% endif %}
 ),
 

@@ -1,7 +1,7 @@
 """The dbt models as assets, built by a cached factory when definitions load.
 
-Incremental models are daily-partitioned (a run passes its window as dbt vars, and a range
-backfill is one dbt invocation); whole-table models are unpartitioned, so the UI shows one
+Incremental models are daily-partitioned (a run passes its window to dbt in environment variables,
+and a range backfill is one dbt invocation); whole-table models are unpartitioned, so the UI shows one
 materialisation of dim_content instead of 335 days of it.
 """
 
@@ -74,6 +74,13 @@ def _build_args(config: DbtConfig) -> list[str]:
     return ["build", *(["--full-refresh"] if config.full_refresh else [])]
 
 
+def window_env(window: dg.TimeWindow) -> dict[str, str]:
+    """The window's first day and its end (the next day's start; the model's `between` re-types that
+    day too, which changes nothing: delete+insert of the same rows)."""
+    return {"GATEWAY_DBT_MIN_DATE": window.start.strftime("%Y-%m-%d"),
+            "GATEWAY_DBT_MAX_DATE": window.end.strftime("%Y-%m-%d")}
+
+
 def portable_manifest(path: Path) -> dict[str, Any]:
     """The manifest with relation names that work in any database of the warehouse.
 
@@ -103,11 +110,9 @@ def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.Assets
         dagster_dbt_translator=TRANSLATOR,
     )
     def dbt_incremental_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
-        """The run's partition window as dbt vars: one dbt invocation for a whole range."""
-        window = context.partition_time_window
-        dbt_vars = {"min_date": window.start.strftime("%Y-%m-%d"), "max_date": window.end.strftime("%Y-%m-%d")}
-        args = [*_build_args(config), "--vars", json.dumps(dbt_vars)]
-        yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+        """The run's partition window (one dbt invocation for a whole range), as the environment
+        variables the staging model reads: `--vars` would make dbt parse the project again each run."""
+        yield from dbt.stream(_build_args(config), context=context, env=window_env(context.partition_time_window))
 
     @dbt_assets(
         manifest=manifest,
@@ -117,7 +122,7 @@ def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.Assets
     )
     def dbt_table_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
         """Whole-table models, rebuilt from what the incremental models hold."""
-        yield from dbt.cli(_build_args(config), context=context).stream().fetch_row_counts()
+        yield from dbt.stream(_build_args(config), context=context)
 
     return dbt_incremental_models, dbt_table_models
 

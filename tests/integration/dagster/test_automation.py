@@ -20,7 +20,7 @@ from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.vector_store.search import search_by_text
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
-from gateway_pipelines.settings import DBT_DIR
+from gateway_pipelines.settings import DBT_DIR, gateway_home
 
 NEW_TITLE = {
     "id": 990001, "title": "Lanterns of Europa", "original_title": "Lanterns of Europa",
@@ -38,7 +38,7 @@ class Platform:
 
     def __init__(self, db: str, tmp_path) -> None:
         self.defs = load_defs()
-        warehouse = WarehouseResource(database_url=db)
+        warehouse = WarehouseResource(database_url=db, gateway_home=str(gateway_home()))  # its parse cache
         self.landing = tmp_path / "landing" / "tmdb"
         self.landing.mkdir(parents=True)
         self.resources = {

@@ -1,4 +1,4 @@
-"""A date-range backfill runs the incremental dbt model once over the window (vars min_date/max_date)
+"""A date-range backfill runs the incremental dbt model once over the window (GATEWAY_DBT_MIN/MAX_DATE)
 and the whole-table model once after it; reruns are idempotent, and full_refresh rebuilds from raw."""
 
 from datetime import date
@@ -13,13 +13,13 @@ from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
 from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
 from gateway_pipelines.lib.tmdb.sources import SampleSource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect
-from gateway_pipelines.settings import DBT_DIR
+from gateway_pipelines.settings import DBT_DIR, gateway_home
 
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
 
 
 def _backfill(db: str, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    warehouse = WarehouseResource(database_url=db)
+    warehouse = WarehouseResource(database_url=db, gateway_home=str(gateway_home()))  # its parse cache
     return dg.materialize(
         list(dbt_model_assets(daily_partitions("2026-01-01"))),
         resources={

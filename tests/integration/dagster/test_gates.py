@@ -339,7 +339,7 @@ def test_a_held_batch_does_not_reach_dim_content_until_released(fresh_db, tmp_pa
     from gateway_pipelines.defs.resources import dbt_executable
     from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
 
-    warehouse = WarehouseResource(database_url=fresh_db)
+    warehouse = WarehouseResource(database_url=fresh_db, gateway_home=str(settings.gateway_home()))
     dbt = DbtWarehouseResource(project_dir=str(settings.DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse)
     incremental, tables = dbt_model_assets(PARTITIONS)
 

@@ -18,12 +18,13 @@ def dbt_build(url: str, command: str = "build", *args: str) -> None:
     from gateway_pipelines.defs.resources import dbt_executable
     from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
     from gateway_pipelines.lib.warehouse import WarehouseResource
-    from gateway_pipelines.settings import DBT_DIR
+    from gateway_pipelines.settings import DBT_DIR, gateway_home
 
-    warehouse = WarehouseResource(database_url=url)
+    # the session's state folder holds the parse cache, as in a real run
+    warehouse = WarehouseResource(database_url=url, gateway_home=str(gateway_home()))
     try:
         dbt = DbtWarehouseResource(project_dir=str(DBT_DIR), dbt_executable=dbt_executable(), warehouse=warehouse)
-        dbt.cli([command, *args]).wait()
+        dbt.run([command, *args])
     finally:
         warehouse.close()
 
