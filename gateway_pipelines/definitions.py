@@ -4,6 +4,7 @@
   (see `gateway_pipelines/automation.py`), so a landed file reaches search with no manual step;
 * freshness: `content_vectors` (what search serves) must be rebuilt or re-verified at least daily,
   so the UI turns it amber, then red, when the daemon or an upstream has stalled;
+* execution: under the daemon, each step in its own process, forked from a warm forkserver;
 * retries: steps retry only transient errors (each asset's RetryPolicy; deterministic errors are
   `dg.Failure(allow_retries=False)`), and a run that dies of infrastructure (a killed process, a lost
   code server) is retried from the failure by the run-retry tags below.
@@ -36,6 +37,14 @@ AUTOMATION_SENSOR = dg.AutomationConditionSensorDefinition(
 )
 
 
+# Steps keep a process each (a crash or a leak stays in its step), forked from a server that has
+# imported the platform once per run instead of once per step: see runtime/preload.py.
+STEP_EXECUTOR = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["gateway_pipelines.runtime.preload"]}}},
+    name="gateway_multiprocess",
+)
+
+
 def _with_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
     policy = FRESHNESS_BY_ASSET.get(spec.key.to_user_string())
     return spec.replace_attributes(freshness_policy=policy) if policy else spec
@@ -46,5 +55,5 @@ def defs() -> dg.Definitions:
     loaded = dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent)
     return dg.Definitions.merge(
         loaded.map_asset_specs(func=_with_freshness),
-        dg.Definitions(sensors=[AUTOMATION_SENSOR]),
+        dg.Definitions(sensors=[AUTOMATION_SENSOR], executor=STEP_EXECUTOR),
     )
