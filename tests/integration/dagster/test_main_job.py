@@ -55,7 +55,7 @@ def test_first_run_builds_everything_with_all_checks_green(two_runs):
     first, _, _, meta = two_runs
     print(format_summary(first, 0))
     assert first[0].job == "platform_job" and len(first) == len(MAIN_SEQUENCE)  # the catalogue is one run
-    assert [s.success for s in first] == [True] * len(MAIN_SEQUENCE)
+    assert [s.success for s in first] == [True] * len(MAIN_SEQUENCE), [(s.job, s.error) for s in first if not s.success]
     assert {a.asset for a in first[0].assets} >= {
         "warehouse_schema", "tmdb_genres", "tmdb_titles", "stg_tmdb__titles", "dim_content",
         "content_embeddings", "content_vectors",
@@ -70,13 +70,17 @@ def test_first_run_builds_everything_with_all_checks_green(two_runs):
     evaluation = meta["first"]["offline_evaluation"]
     assert evaluation["simulator/recommender/hit_rate@10"] > evaluation["simulator/popularity/hit_rate@10"]
     assert meta["first"]["user_preference_vectors"]["rows_updated"] > 0
+    # nightly learning over the generated episodes: skills made, the learner read its batch
+    assert meta["first"]["agent_episodes"]["rows_inserted"] > 0
+    assert meta["first"]["skills"]["rows_inserted"] > 0 and meta["first"]["skills"]["clusters"] > 1
+    assert meta["first"]["causal_edges"]["batch_processed"] is True
 
 
 def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
     from gateway_pipelines.runtime.runner import succeeded
 
     _, second, snapshot, meta = two_runs
-    assert all(s.success for s in second)
+    assert all(s.success for s in second), [(s.job, s.error) for s in second if not s.success]
     # the rerun re-sent only unchanged titles: the WARN check says so, and the command still succeeds
     not_passed = [(c.check, c.severity) for s in second for c in s.checks if not c.passed]
     assert not_passed == [("batch_brought_new_or_changed_rows", "WARN")], not_passed
@@ -91,6 +95,13 @@ def test_second_run_changes_nothing_and_calls_no_provider(two_runs, platform):
     assert meta["second"]["watch_event_simulation"]["written"] is False
     assert meta["second"]["watch_events"]["rows_inserted"] == 0
     assert meta["second"]["user_preference_vectors"]["rows_updated"] == 0
+    # legacy sources unchanged: nothing promoted; learning recomputes the same skills, the learner has no new batch
+    assert meta["second"]["legacy_promotion"]["rows_written"] == 0
+    assert meta["second"]["agent_episodes"]["rows_inserted"] == 0
+    skills = meta["second"]["skills"]
+    assert (skills["rows_inserted"], skills["rows_updated"]) == (0, 0) and skills["rows_unchanged"] > 0
+    assert meta["second"]["causal_edges"]["batch_processed"] is False
+    assert meta["second"]["causal_edges"]["rows_inserted"] == 0
     with connect(platform[1].warehouse) as conn:
         after = conn.execute("SELECT count(*), max(fetched_at) FROM raw.tmdb_titles").fetchone(), conn.execute(
             "SELECT count(*), max(updated_at) FROM vectors.content_vectors"
