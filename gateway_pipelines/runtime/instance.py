@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 import yaml
+from dagster._core.launcher import DefaultRunLauncher
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
 
 from gateway_pipelines import settings
 from gateway_pipelines.lib.warehouse import (
@@ -116,3 +118,84 @@ def bootstrap(env: dict[str, str] | None = None) -> tuple[StatePaths, WarehouseU
     env["DAGSTER_HOME"] = str(paths.dagster_home)
     env["GATEWAY_HOME"] = str(paths.home)
     return paths, urls
+
+
+# -- run monitoring ---------------------------------------------------------------------------------
+#
+# A run executed in-process (`gateway run`, `gateway ingest`) has no launcher watching it: killed with
+# -9, it stayed STARTED forever and held its concurrency slots. Such runs carry WORKER_TAG (host, pid
+# and start time of the process executing them); the launcher below lets the daemon's run monitoring
+# check that process, and `fail_dead_runs` does the same sweep before every `gateway run`, so no
+# daemon is needed for a dead run to be marked failed. Runs launched through a code server are the
+# code server's to watch: it marks a run whose worker process died as failed itself.
+
+WORKER_TAG = "gateway/run_worker"
+
+
+def worker_tags() -> dict[str, str]:
+    """Tags naming this process as the worker of a run it executes in-process."""
+    import socket
+
+    import psutil
+
+    return {WORKER_TAG: f"{socket.gethostname()}|{os.getpid()}|{psutil.Process().create_time():.2f}"}
+
+
+def worker_alive(tag: str) -> bool | None:
+    """True/False for a worker on this host; None when the tag names another host (or is unreadable)."""
+    import socket
+
+    import psutil
+
+    try:
+        host, pid, created = tag.rsplit("|", 2)
+        pid_n, created_s = int(pid), float(created)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        # the same pid and start time: a recycled pid is another process, and the worker is dead
+        return abs(psutil.Process(pid_n).create_time() - created_s) < 1.0
+    except psutil.Error:
+        return False
+
+
+def _dead_worker_message(tag: str) -> str:
+    host, pid, _ = tag.rsplit("|", 2)
+    return (f"The process executing this run (pid {pid} on {host}) is gone: it was killed or crashed. "
+            "Nothing it had not committed was kept; run it again.")
+
+
+class GatewayRunLauncher(DefaultRunLauncher):
+    """Dagster's DefaultRunLauncher, plus a worker health check for the daemon's run monitoring."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        tag = run.tags.get(WORKER_TAG)
+        alive = worker_alive(tag) if tag else None
+        if alive is False:
+            return CheckRunHealthResult(WorkerStatus.FAILED, _dead_worker_message(tag))
+        # alive, on another host, or launched through a code server (which watches its own workers):
+        # monitoring treats anything but RUNNING as dead, so only a proven death is reported
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "not known to be dead")
+
+
+def fail_dead_runs(instance) -> list[str]:
+    """Mark failed every STARTED/STARTING run whose in-process worker on this host is dead; returns
+    their ids. Reporting the failure also frees the concurrency slots the run held."""
+    import dagster as dg
+
+    failed = []
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING]))
+    for record in records:
+        run = record.dagster_run
+        tag = run.tags.get(WORKER_TAG)
+        if tag and worker_alive(tag) is False:
+            instance.report_run_failed(run, _dead_worker_message(tag))
+            failed.append(run.run_id)
+    return failed

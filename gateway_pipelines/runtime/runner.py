@@ -159,6 +159,9 @@ def run_jobs(
     log_level: str = "WARNING",
 ) -> list[JobSummary]:
     """Run each step in order; stop at the first failure, since a later one reads what it writes."""
+    from gateway_pipelines.runtime.instance import fail_dead_runs, worker_tags
+
+    fail_dead_runs(instance)  # runs of a `gateway run` that was killed: failed, their slots freed
     summaries = []
     for step in sequence:
         job_name, partition = step.job, step.partition
@@ -171,7 +174,7 @@ def run_jobs(
         config = {"loggers": {"console": {"config": {"log_level": log_level}}}, **(step.run_config or {})}
         result = job.execute_in_process(
             instance=instance, partition_key=partition, raise_on_error=False, run_config=config,
-            tags=step.tags,
+            tags={**(step.tags or {}), **worker_tags()},  # lets run monitoring see this process die
         )
         summary = summarise(job_name, partition, result, time.perf_counter() - started)
         summaries.append(summary)

@@ -28,6 +28,8 @@ __all__ = ["FileLoad", "insert_episodes", "load_jsonl", "parse_jsonl", "scan_epi
 COLUMNS = ("source_key", "session_id", "task", "input", "output", "critique", "reward", "success", "latency_ms",
            "tokens_used", "tags", "metadata", "ts")
 MAX_RAW = 2000
+INT4_MAX = 2**31 - 1  # memory.episodes.tokens_used is an integer column
+MAX_DEPTH = 64  # metadata nested deeper is refused; no AgentDB record nests past a few levels
 
 
 def insert_episodes(conn: psycopg.Connection, frame: pd.DataFrame) -> tuple[int, int]:
@@ -44,6 +46,10 @@ def insert_episodes(conn: psycopg.Connection, frame: pd.DataFrame) -> tuple[int,
                       "latency_ms, tokens_used, tags, metadata, ts) FROM STDIN") as copy:
             for row in frame.loc[:, list(COLUMNS)].itertuples(index=False):
                 r = list(row)
+                # a column with a missing value is float in pandas: 900 would reach the integer column
+                # as "900.0", and a missing latency as NaN instead of NULL
+                r[8] = None if pd.isna(r[8]) else float(r[8])
+                r[9] = None if pd.isna(r[9]) else int(r[9])
                 r[11] = json.dumps(r[11], sort_keys=True)
                 copy.write_row(r)
     inserted = conn.execute(
@@ -73,7 +79,35 @@ def store_generated(conn: psycopg.Connection, generated: GeneratedSet) -> dict:
 
 
 def _reject(line_no: int, reason: str, raw: str) -> tuple[int, str, str]:
-    return line_no, reason, raw[:MAX_RAW]
+    return line_no, _evidence(reason), _evidence(raw[:MAX_RAW])
+
+
+def _evidence(text: str) -> str:
+    """Text the quarantine table can always store: NUL and lone surrogates as visible escapes."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unstorable(value, depth: int = 0) -> str | None:
+    """Why Postgres cannot store `value` (a NUL, a lone surrogate, a non-finite number in jsonb,
+    nesting past MAX_DEPTH), or None."""
+    if depth > MAX_DEPTH:
+        return f"nests deeper than {MAX_DEPTH} levels"
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "holds a NUL character"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds a lone surrogate (text that is not valid Unicode)"
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"holds {value!r}, which JSON cannot represent"
+    if isinstance(value, dict):
+        return next((why for k, v in value.items()
+                     if (why := _unstorable(k, depth + 1) or _unstorable(v, depth + 1))), None)
+    if isinstance(value, list):
+        return next((why for v in value if (why := _unstorable(v, depth + 1))), None)
+    return None
 
 
 def _ts(value) -> datetime:
@@ -109,11 +143,14 @@ def _record(obj) -> dict:
     if not isinstance(success, bool):
         raise ValueError(f"success must be a boolean or 0/1, got {success!r}")
     latency = obj.get("latency_ms")
-    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float)) or latency < 0):
+    if latency is not None and (isinstance(latency, bool) or not isinstance(latency, (int, float))
+                                or not math.isfinite(latency) or latency < 0):
         raise ValueError(f"latency_ms must be a non-negative number, got {latency!r}")
     tokens = obj.get("tokens_used")
     if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0):
         raise ValueError(f"tokens_used must be a non-negative integer, got {tokens!r}")
+    if tokens is not None and tokens > INT4_MAX:
+        raise ValueError(f"tokens_used {tokens} is past the largest storable count ({INT4_MAX})")
     tags = obj.get("tags") or []
     if isinstance(tags, str):  # AgentDB stores tags as a JSON array in a TEXT column
         tags = json.loads(tags) if tags.strip().startswith("[") else [tags]
@@ -133,6 +170,10 @@ def _record(obj) -> dict:
         "latency_ms": None if latency is None else float(latency), "tokens_used": tokens,
         "tags": [str(t) for t in tags], "metadata": metadata, "ts": _ts(obj.get("ts", obj.get("created_at"))),
     }
+    for key in ("session_id", "task", "input", "output", "critique", "tags", "metadata"):
+        why = _unstorable(rec[key])
+        if why:
+            raise ValueError(f"{key} {why}, which Postgres cannot store; fix it in the source")
     canon = json.dumps({**rec, "ts": rec["ts"].isoformat()}, sort_keys=True, default=str)
     rec["source_key"] = "jsonl:" + hashlib.sha256(canon.encode()).hexdigest()[:32]
     return rec
@@ -157,9 +198,14 @@ def parse_jsonl(path: Path) -> tuple[pd.DataFrame, list[tuple[int, str, str]], i
             except json.JSONDecodeError as e:
                 rejects.append(_reject(line_no, f"invalid JSON: {e.msg} at column {e.colno}", raw.rstrip("\n")))
                 continue
+            except RecursionError:
+                rejects.append(_reject(line_no, "invalid JSON: nested deeper than the parser follows",
+                                       raw.rstrip("\n")))
+                continue
             try:
                 records.append(_record(obj))
-            except (ValueError, TypeError) as e:
+            # OverflowError/OSError: a timestamp past datetime's range; RecursionError: deep tags/metadata
+            except (ValueError, TypeError, OverflowError, OSError, RecursionError) as e:
                 rejects.append(_reject(line_no, str(e), raw.rstrip("\n")))
     frame = pd.DataFrame(records, columns=list(COLUMNS)) if records else pd.DataFrame(columns=list(COLUMNS))
     return frame, rejects, read

@@ -113,14 +113,20 @@ def storable_text(text: str, *, where: str) -> str:
     return text
 
 
-def json_safe(value: Any, *, where: str) -> Any:
-    """Metadata as jsonb can hold it: finite numbers only (JSON has no NaN)."""
+MAX_JSON_DEPTH = 64  # deeper metadata is refused; no legacy store nests past a few levels
+
+
+def json_safe(value: Any, *, where: str, depth: int = 0) -> Any:
+    """Metadata as jsonb can hold it: finite numbers only (JSON has no NaN), storable keys and text."""
+    if depth > MAX_JSON_DEPTH:
+        raise LegacySourceError(f"{where}: nests deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, float) and not math.isfinite(value):
         raise LegacySourceError(f"{where}: holds {value!r}, which JSON (and so jsonb) cannot represent")
     if isinstance(value, dict):
-        return {str(k): json_safe(v, where=f"{where}.{k}") for k, v in value.items()}
+        return {storable_text(str(k), where=f"{where} key"): json_safe(v, where=f"{where}.{k}", depth=depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [json_safe(v, where=where) for v in value]
+        return [json_safe(v, where=where, depth=depth + 1) for v in value]
     if isinstance(value, str):
         return storable_text(value, where=where)
     return value

@@ -81,6 +81,8 @@ class RuVectorReader:
                     yield n, text, json.loads(text)
                 except json.JSONDecodeError as exc:
                     yield n, text, ValueError(f"not JSON: {exc.msg} at column {exc.colno}")
+                except RecursionError:
+                    yield n, text, ValueError("not JSON this reader can follow: nested too deeply")
 
     def batches(self, info: CollectionInfo) -> Iterator[list[LegacyRecord]]:
         seen: set[str] = set()
@@ -89,7 +91,7 @@ class RuVectorReader:
             try:
                 record = self._record(info, line, obj, seen)
             except (ValueError, LegacySourceError) as exc:
-                self._rejects.append(Reject(line, str(exc), raw.rstrip("\n")[:RAW_KEPT]))
+                self._rejects.append(Reject(line, _evidence(str(exc)), _evidence(raw.rstrip("\n")[:RAW_KEPT])))
                 continue
             seen.add(record.source_id)
             batch.append(record.compute())
@@ -139,6 +141,11 @@ class RuVectorReader:
         return LegacyRecord(info.name, storable_text(rid, where=f"line {line} id"), TARGET, vec, document, metadata)
 
 
+def _evidence(text: str) -> str:
+    """Text the reject table can always store (NUL and lone surrogates as visible escapes)."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _array_objects(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int, str, Any]]:
     """Stream the objects of a JSON array file: `[ {...}, {...} ]`, with the line each starts on."""
     decoder = json.JSONDecoder()
@@ -168,6 +175,11 @@ def _array_objects(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int,
                 try:
                     obj, end = decoder.raw_decode(buf, pos)
                     break
+                except RecursionError:
+                    # where this record ends is unknown, so the records after it cannot be found
+                    yield line, buf[pos:pos + RAW_KEPT], ValueError(
+                        "nested too deeply to follow; the rest of the array cannot be read")
+                    return
                 except json.JSONDecodeError as exc:
                     if eof:
                         yield line, buf[pos:pos + RAW_KEPT], ValueError(f"not JSON: {exc.msg}")

@@ -64,6 +64,8 @@ R_ML_USER = "invalid userId"
 R_ML_MOVIE = "invalid movieId"
 R_NO_LINK = "movieId not in links.csv"
 R_NO_TMDB = "movieId has no tmdbId in links.csv"
+R_DEEP = "JSON nested too deeply"
+R_UNSTORABLE = "text Postgres cannot store"
 
 
 class EventFileError(ValueError):
@@ -224,9 +226,28 @@ def parse_jsonl(path: Path, catalogue: set[str] | frozenset[str], *, now: dateti
     return parsed
 
 
+def _evidence(text: str) -> str:
+    """A rejected line as the quarantine table can always store it: NUL and lone surrogates written
+    as visible escapes (the file keeps the original)."""
+    return text[:2000].replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _unstorable(value: object) -> bool:
+    """A NUL or a lone surrogate (from a JSON \\u escape): a text column cannot hold it."""
+    if not isinstance(value, str):
+        return False
+    if "\x00" in value:
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _jsonl_event(text: str, number: int, ended: bool, source: str, catalogue, now: datetime) -> Event | Reject:
     def reject(reason: str) -> Reject:
-        return Reject(number, reason, text[:2000])
+        return Reject(number, _evidence(reason), _evidence(text))
 
     try:
         obj = json.loads(text)
@@ -234,6 +255,8 @@ def _jsonl_event(text: str, number: int, ended: bool, source: str, catalogue, no
         if not ended:
             return reject(f"{R_TRUNCATED}: the file ends inside this record ({exc.msg})")
         return reject(f"{R_JSON}: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return reject(f"{R_DEEP}: more levels than the parser follows")
     if not isinstance(obj, dict):
         return reject(f"{R_NOT_OBJECT}: {type(obj).__name__}")
     user = obj.get("user_id")
@@ -275,6 +298,10 @@ def _jsonl_event(text: str, number: int, ended: bool, source: str, catalogue, no
         return reject(problem)
     impression = obj.get("impression_id")
     impression = impression if isinstance(impression, str) and impression else None
+    for key, value in (("user_id", user), ("content_key", content), ("device", device),
+                       ("impression_id", impression)):
+        if _unstorable(value):
+            return reject(f"{R_UNSTORABLE}: {key} holds a NUL character or a lone surrogate")
     user = user.strip()
     return Event(event_id(source, user, content, event_type, ts), source, user, content, event_type, completion,
                  rating, durations[0], durations[1], rewatch, device or None, ts, impression, number)
@@ -359,7 +386,7 @@ def parse_movielens(ratings: Path, catalogue: set[str] | frozenset[str], *, link
 def _movielens_event(text: str, number: int, ended: bool, source: str, dataset: str, links: dict[int, int | None],
                      catalogue, now: datetime) -> Event | Reject:
     def reject(reason: str) -> Reject:
-        return Reject(number, reason, text[:2000])
+        return Reject(number, _evidence(reason), _evidence(text))
 
     row = next(csv.reader(io.StringIO(text)), [])
     if len(row) != 4 or any(not cell.strip() for cell in row):
