@@ -39,6 +39,9 @@ ENV_ALLOWLIST = {
     "GATEWAY_PG_USER": "dbt/profiles.yml, for dbt by hand only",
     "GATEWAY_PG_PASSWORD": "dbt/profiles.yml, for dbt by hand only",
     "GATEWAY_PG_DATABASE": "dbt/profiles.yml, for dbt by hand only",
+    # Set by the dbt resource for one invocation (a run's partition window), never by a deployment.
+    "GATEWAY_DBT_MIN_DATE": "stg_tmdb__titles.sql, the run's window, set by DbtWarehouseResource",
+    "GATEWAY_DBT_MAX_DATE": "stg_tmdb__titles.sql, the run's window, set by DbtWarehouseResource",
 }
 
 # How the code reads env vars. `env` is the project's name for a Mapping parameter that defaults to

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, time, timedelta, timezone
 
 import numpy as np
@@ -173,9 +173,11 @@ def generate_episodes(params: GeneratorParams | None = None, **overrides) -> Gen
         p = GeneratorParams(**{**asdict(p), **overrides})
     if not 2 <= p.n_families <= len(FAMILIES):
         raise ValueError(f"n_families must be between 2 and {len(FAMILIES)}, got {p.n_families}")
-    for a, b, _ in p.effects:
-        if not (0 <= a < p.n_families and 0 <= b < p.n_families):
-            raise ValueError(f"planted effect {a}->{b} refers to a family beyond n_families={p.n_families}")
+    # Fewer families than the default plan: plant only the pairs among them (the truth lists what was
+    # planted), as the confounded pair below already does.
+    in_range = tuple((a, b, d) for a, b, d in p.effects if 0 <= a < p.n_families and 0 <= b < p.n_families)
+    if in_range != p.effects:
+        p = replace(p, effects=in_range)
     conf = tuple(c for c in p.confounded if c < p.n_families)
     rng = np.random.default_rng(p.seed)
     fams = FAMILIES[: p.n_families]

@@ -5,7 +5,7 @@ import pytest
 
 from gateway_pipelines.lib.learning.clustering import adjusted_rand, cluster_tasks
 from gateway_pipelines.lib.learning.embedding import TaskEmbedder, task_hash
-from gateway_pipelines.lib.learning.generator import generate_episodes, true_effect
+from gateway_pipelines.lib.learning.generator import GeneratorParams, generate_episodes, true_effect
 
 
 def test_generator_is_deterministic_and_stores_its_truth():
@@ -71,3 +71,11 @@ def test_large_inputs_are_clustered_on_a_core_and_assigned():
     full = cluster_tasks([task_hash(t) for t in names], vec, tasks.to_numpy())
     capped = cluster_tasks([task_hash(t) for t in names], vec, tasks.to_numpy(), max_points=300)
     assert adjusted_rand(full.labels, capped.labels) > 0.9
+
+
+def test_fewer_families_plant_only_the_pairs_among_them():
+    # `gateway simulate-episodes --families 3` used to end in a traceback: the default plan names families 0-7
+    gen = generate_episodes(GeneratorParams(n_families=3, n_sessions=60, seed=5))
+    assert [(e["from"], e["to"]) for e in gen.truth["planted_effects"]] == [("fix_login_tests", "write_sql_migration")]
+    assert gen.truth["confounded_pair"] is None
+    assert gen.episodes["family"].nunique() == 3
