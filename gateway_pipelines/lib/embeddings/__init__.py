@@ -3,7 +3,8 @@
 Layout, from the bottom up (each module imports only those above it):
 
 * ``base`` -- the provider contract (:class:`EmbeddingProvider`, ``PLOT_DIM``, helpers);
-* ``openai_provider``, ``local_provider`` -- the two plot-text providers;
+* ``openai_provider``, ``local_provider`` -- the two plot-text providers (``coverage``: whether the
+  local model still knows the catalogue's vocabulary);
 * ``factory`` -- :func:`make_provider`: which provider, from explicit settings;
 * ``genre_features``, ``mood_vocabulary`` -> ``mood_features``, ``metadata_features`` -- the
   hand-built blocks (genre slots come from :mod:`gateway_pipelines.lib.tmdb.genres`);

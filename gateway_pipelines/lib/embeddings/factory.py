@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 PROVIDER_KINDS: tuple[str, ...] = ("auto", "openai", "local")
 
 _OPENAI_KW = frozenset({"dimensions", "max_inputs", "max_tokens_per_request", "max_retries", "timeout", "client"})
-_LOCAL_KW = frozenset({"refit", "seed", "min_df"})
+_LOCAL_KW = frozenset({"refit", "seed", "min_df", "catalogue_titles"})
 
 
 def _key(openai_api_key: str | None) -> str | None:
@@ -63,7 +63,8 @@ def make_provider(
         max_tokens_per_request, max_retries, timeout, client) are passed through;
       * ``"local"`` -- :meth:`LocalLSAProvider.load_or_fit` on ``models_dir``: the saved model
         (its ``LATEST`` pointer), else one fitted on ``corpus()`` and saved there; ``refit=True``
-        always fits.  ``seed`` and ``min_df`` kw are passed to :meth:`LocalLSAProvider.fit`.
+        always fits.  ``seed``, ``min_df`` and ``catalogue_titles`` kw are passed to
+        :meth:`LocalLSAProvider.fit`.
 
     Options meant for the other kind are ignored (so one set of options can be passed
     with ``"auto"``); options neither kind knows raise ``TypeError``.
@@ -82,5 +83,5 @@ def make_provider(
         return OpenAIProvider(api_key=key, base_url=openai_base_url, model=openai_model,
                               **{k: v for k, v in kw.items() if k in _OPENAI_KW})  # type: ignore[arg-type]
     refit = bool(kw.pop("refit", False))
-    fit_kw = {k: kw[k] for k in ("seed", "min_df") if k in kw}
+    fit_kw = {k: kw[k] for k in ("seed", "min_df", "catalogue_titles") if k in kw}
     return LocalLSAProvider.load_or_fit(models_dir, corpus, refit=refit, **fit_kw)

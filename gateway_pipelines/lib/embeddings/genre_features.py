@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ __all__ = [
     "as_genre_ids",
     "expand_genres",
     "genre_block",
+    "genre_blocks",
 ]
 
 GENRE_BLOCK_DIM = 64
@@ -106,4 +107,13 @@ def genre_block(genre_ids: Any) -> np.ndarray:
     out = np.zeros(GENRE_BLOCK_DIM, dtype=np.float32)
     for gid, w in expand_genres(genre_ids).items():
         out[GENRE_SLOTS[gid]] = w
+    return out
+
+
+def genre_blocks(genre_ids: Sequence[Any]) -> np.ndarray:
+    """(n, 64) float32: :func:`genre_block` of each genre-id field."""
+    out = np.zeros((len(genre_ids), GENRE_BLOCK_DIM), dtype=np.float32)
+    for i, g in enumerate(genre_ids):
+        for gid, w in expand_genres(g).items():
+            out[i, GENRE_SLOTS[gid]] = w
     return out

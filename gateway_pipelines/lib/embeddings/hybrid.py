@@ -19,6 +19,7 @@ blocks the query says nothing about stay zero so they do not bias the ranking.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -28,9 +29,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .base import PLOT_DIM, EmbeddingDimensionError, EmbeddingProvider, l2_normalize_rows
-from .genre_features import GENRE_BLOCK_DIM, genre_block
-from .metadata_features import METADATA_BLOCK_DIM, metadata_block, query_metadata_block
-from .mood_features import MOOD_BLOCK_DIM, mood_block, mood_slot
+from .genre_features import GENRE_BLOCK_DIM, genre_block, genre_blocks
+from .metadata_features import METADATA_BLOCK_DIM, metadata_blocks, query_metadata_block
+from .mood_features import MOOD_BLOCK_DIM, mood_block, mood_blocks, mood_slot
 
 
 class EmptyQueryError(ValueError):
@@ -82,8 +83,8 @@ class BlockWeights:
 
     def fingerprint(self) -> str:
         """Short stable hash of the weights (part of every embedding hash)."""
-        payload = json.dumps({k: repr(round(v, 9)) for k, v in self.as_dict().items()}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        return _weights_fingerprint((("plot", float(self.plot)), ("genre", float(self.genre)),
+                                     ("mood", float(self.mood)), ("metadata", float(self.metadata))))
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> "BlockWeights":
@@ -95,7 +96,16 @@ class BlockWeights:
         return cls(**{k: float(v) for k, v in m.items()})
 
 
+@functools.lru_cache(maxsize=64)
+def _weights_fingerprint(items: tuple[tuple[str, float], ...]) -> str:
+    # cached: every row's hash needs it, and the weights of a run never change
+    payload = json.dumps({k: repr(round(v, 9)) for k, v in items}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
 def _clean(value: Any) -> str:
+    if type(value) is str:  # the common case, without the checks below
+        return " ".join(value.split())
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -117,6 +127,11 @@ def _keywords(value: Any) -> list[str]:
         return [k for k in (_clean(x) for x in s.split(",")) if k]
     out = []
     for x in value:
+        if type(x) is str:
+            k = " ".join(x.split())
+            if k:
+                out.append(k)
+            continue
         if isinstance(x, Mapping):  # TMDB style {"id": .., "name": ..}
             x = x.get("name")
         k = _clean(x)
@@ -213,9 +228,10 @@ def build_content_vectors(rows: Sequence[Mapping[str, Any]], provider: Embedding
         return np.zeros((0, DIM), dtype=np.float32)
     texts = [embedding_text(r) for r in rows]
     plot = _plot_block(texts, provider, weights.plot > 0)
-    genre = np.stack([genre_block(r.get("genre_ids")) for r in rows])
-    mood = np.stack([mood_block(r.get("genre_ids"), mood_text(r)) for r in rows])
-    meta = np.stack([metadata_block(r) for r in rows])
+    genre_ids = [r.get("genre_ids") for r in rows]
+    genre = genre_blocks(genre_ids)
+    mood = mood_blocks(genre_ids, [mood_text(r) for r in rows])
+    meta = metadata_blocks(rows)
     return compose(plot, genre, mood, meta, weights)
 
 

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .base import PLOT_DIM, l2_normalize_rows, model_id_of
+from .coverage import Freshness, assess_freshness, corpus_stats
 
 __all__ = ["LocalLSAProvider", "LATEST_POINTER", "FORMAT_VERSION"]
 
@@ -83,9 +84,13 @@ class LocalLSAProvider:
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, texts: Iterable[str], *, seed: int = 0, min_df: int | None = None,
-            dim: int = PLOT_DIM) -> "LocalLSAProvider":
-        """Fit TF-IDF + SVD on ``texts`` (the catalogue). ``min_df`` defaults to 1 for
-        fewer than 1,000 documents, else 2 (drops one-off bigrams in big catalogues)."""
+            dim: int = PLOT_DIM, catalogue_titles: int | None = None) -> "LocalLSAProvider":
+        """Fit TF-IDF + SVD on ``texts`` (the catalogue, or a sample of it). ``min_df`` defaults to 1 for
+        fewer than 1,000 documents, else 2 (drops one-off bigrams in big catalogues).
+
+        The corpus statistics go with the model (``meta["corpus"]``: documents, vocabulary, token
+        mass and its coverage), and ``catalogue_titles`` (default: the documents) is the catalogue
+        size growth is measured against; neither is part of the version."""
         from sklearn.decomposition import TruncatedSVD
 
         docs = [t for t in texts if isinstance(t, str) and t.strip()]
@@ -122,9 +127,28 @@ class LocalLSAProvider:
             "explained_variance": float(np.sum(svd.explained_variance_ratio_)),
             "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "fit_seconds": round(time.perf_counter() - t0, 3),
+            "catalogue_titles": int(catalogue_titles) if catalogue_titles else n_docs,
+            "corpus": {**corpus_stats(docs, vectorizer).as_dict(), "vocabulary": n_features},
         }
         log.info("fitted tfidf-lsa %s: %d docs, %d terms, %d components", version, n_docs, n_features, k)
         return cls(vectorizer, svd, version=version, dim=dim, meta=meta)
+
+    @property
+    def titles_at_fit(self) -> int:
+        """Catalogue size when the model was fitted (models saved before it was kept: their documents)."""
+        return int(self.meta.get("catalogue_titles") or self.meta.get("n_docs") or 0)
+
+    @property
+    def coverage_at_fit(self) -> float | None:
+        corpus = self.meta.get("corpus") or {}
+        return corpus.get("coverage")
+
+    def freshness(self, sample_texts: Iterable[str], *, catalogue_titles: int, min_coverage: float,
+                  max_growth: float) -> Freshness:
+        """Vocabulary coverage of a catalogue sample and growth since the fit (see :mod:`.coverage`)."""
+        return assess_freshness(sample_texts, self.vectorizer, catalogue_titles=catalogue_titles,
+                                titles_at_fit=self.titles_at_fit, coverage_at_fit=self.coverage_at_fit,
+                                min_coverage=min_coverage, max_growth=max_growth)
 
     @property
     def n_components(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -23,6 +23,7 @@ __all__ = [
     "METADATA_GROUP_WEIGHTS",
     "LANGUAGES",
     "metadata_block",
+    "metadata_blocks",
     "query_metadata_block",
     "row_year",
 ]
@@ -154,6 +155,57 @@ def metadata_block(row: Mapping[str, Any]) -> np.ndarray:
     if runtime is not None and runtime > 0:
         _put(out, "runtime", _rbf("runtime", runtime))
     _put_media_and_language(out, row.get("media_type"), row.get("original_language"))
+    return out.astype(np.float32)
+
+
+def _rbf_rows(name: str, x: np.ndarray) -> np.ndarray:
+    """:func:`_rbf` of each value of ``x``, as rows: the same float64 operations elementwise, and each
+    row's norm from ``dot`` as ``np.linalg.norm`` takes it, so the rows equal the scalar results."""
+    c = _RBF_CENTRES[name]
+    sigma = float(c[1] - c[0])
+    x = np.minimum(np.maximum(x, float(c[0])), float(c[-1]))
+    v = np.exp(-0.5 * ((c[None, :] - x[:, None]) / sigma) ** 2)
+    norms = np.array([r.dot(r) for r in v], dtype=np.float64)
+    return v / np.sqrt(norms)[:, None]
+
+
+def metadata_blocks(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """(n, 128) float32: :func:`metadata_block` of each row, the RBF groups computed over the batch."""
+    n = len(rows)
+    out = np.zeros((n, METADATA_BLOCK_DIM), dtype=np.float64)
+    fields: dict[str, tuple[list[int], list[float], list[float]]] = {
+        k: ([], [], []) for k in ("year", "vote_average", "log_vote_count", "log_popularity", "runtime")}
+
+    def add(group: str, i: int, x: float, scale: float = 1.0) -> None:
+        idx, xs, scales = fields[group]
+        idx.append(i)
+        xs.append(x)
+        scales.append(scale)
+
+    for i, row in enumerate(rows):
+        year = row_year(row)
+        if year is not None:
+            add("year", i, float(year))
+        votes = _num(row.get("vote_count"))
+        avg = _num(row.get("vote_average"))
+        if avg is not None and avg > 0 and (votes is None or votes > 0):
+            conf = 1.0 if votes is None else min(1.0, math.log1p(votes) / math.log1p(_RATING_CONFIDENCE_VOTES))
+            add("vote_average", i, avg, conf)
+        if votes is not None and votes >= 0:
+            add("log_vote_count", i, math.log1p(votes))
+        pop = _num(row.get("popularity"))
+        if pop is not None and pop >= 0:
+            add("log_popularity", i, math.log1p(pop))
+        runtime = _num(row.get("runtime"))
+        if runtime is not None and runtime > 0:
+            add("runtime", i, runtime)
+        _put_media_and_language(out[i], row.get("media_type"), row.get("original_language"))
+    for group, (idx, xs, scales) in fields.items():
+        if not idx:
+            continue
+        a, b = METADATA_LAYOUT[group]
+        values = _rbf_rows(group, np.asarray(xs, dtype=np.float64)) * METADATA_GROUP_WEIGHTS[group]
+        out[np.asarray(idx), a:b] = values * np.asarray(scales, dtype=np.float64)[:, None]
     return out.astype(np.float32)
 
 

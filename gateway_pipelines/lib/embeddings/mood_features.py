@@ -9,11 +9,12 @@ genres (:data:`~.mood_vocabulary.MOOD_GENRES`) and words in the overview/tagline
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .genre_features import expand_genres
+from .genre_features import GENRE_SLOTS, expand_genres
 from .mood_vocabulary import (
     MOOD_BAND_WIDTH,
     MOOD_BANDS,
@@ -27,6 +28,7 @@ __all__ = [
     "MOOD_BLOCK_DIM",
     "mood_slot",
     "mood_block",
+    "mood_blocks",
     "explain_mood",
     "tokenize",
 ]
@@ -50,9 +52,9 @@ assert all(k in _SLOT_OF for k in MOOD_WORDS) and all(k in _SLOT_OF for k in MOO
 def tokenize(text: str | None) -> list[str]:
     if not text:
         return []
-    import unicodedata
-
-    t = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode().lower()
+    t = str(text)
+    # NFKD + dropping non-ASCII leaves ASCII text as it is: skip the normalisation for most plots
+    t = t.lower() if t.isascii() else unicodedata.normalize("NFKD", t).encode("ascii", "ignore").decode().lower()
     return _TOKEN_RE.findall(t.replace("'", ""))
 
 
@@ -135,34 +137,134 @@ def mood_slot(name: str) -> int:
 
 def mood_block(genre_ids: Any, text: str | None) -> np.ndarray:
     """(64,) float32 in [0, 1]: energy | tone | intensity | era bands, 16 named features each."""
-    out = np.zeros(MOOD_BLOCK_DIM, dtype=np.float64)
-    genres = expand_genres(genre_ids)
-    tokens = tokenize(text)
-    joined = " " + " ".join(tokens) + " "
-    word: dict[str, float] = {}
-    if tokens:
-        for key, m in _MATCHERS.items():
-            h = m.hits(tokens, joined)
-            if h:
-                word[key] = _word_score(h)
-        era_hits: dict[str, int] = {}
-        for t in tokens:
-            mm = _YEAR_RE.match(t)
-            if mm:
-                era = _era_of_year(int(mm.group(1)))
-                era_hits[era] = era_hits.get(era, 0) + 1
-        for era, h in era_hits.items():
-            word[era] = 1.0 - (1.0 - word.get(era, 0.0)) * (1.0 - _word_score(h))
-    for key, slot in _SLOT_OF.items():
-        if key.endswith(".level"):
+    return mood_blocks([genre_ids], [text])[0]
+
+
+# ---------------------------------------------------------------- batch scoring
+# The per-title work is a token loop with one dict lookup per token (what a token matches is cached:
+# the vocabulary of a catalogue is small next to its token count) and a phrase test only for phrases
+# whose first word occurs. Genre scores and the probabilistic OR run over the whole batch in numpy,
+# with the same float64 operations in the same order as the scalar formula, so vectors are unchanged.
+_KEYS: tuple[str, ...] = tuple(_MATCHERS)
+_KEY_INDEX = {k: i for i, k in enumerate(_KEYS)}
+_ERA_KEYS: tuple[str, ...] = tuple(f"era.{f}" for f in MOOD_FEATURES["era"])
+_PHRASES_BY_FIRST: dict[str, list[tuple[str, int]]] = {}
+for _k, _m in _MATCHERS.items():
+    for _p in _m.phrases:
+        _PHRASES_BY_FIRST.setdefault(_p.split()[0], []).append((_p, _KEY_INDEX[_k]))
+_TOKEN_CACHE_MAX = 500_000
+_N_KEYS = len(_KEYS)
+_ERA_CELL = {era: _N_KEYS + j for j, era in enumerate(_ERA_KEYS)}  # era hits counted after the matcher keys
+_token_cache: dict[str, tuple[int, ...]] = {}
+
+
+def _token_hits(tok: str) -> tuple[int, ...]:
+    """Cells a token hits: matcher indices (exact form or prefix; at most once each), then its era cell
+    when it is a year. Cached, as a catalogue's vocabulary is small next to its token count."""
+    hit = tuple(i for i, k in enumerate(_KEYS)
+                if tok in _MATCHERS[k].exact or any(tok.startswith(p) for p in _MATCHERS[k].prefixes))
+    mm = _YEAR_RE.match(tok)
+    if mm:
+        hit += (_ERA_CELL[_era_of_year(int(mm.group(1)))],)
+    if len(_token_cache) >= _TOKEN_CACHE_MAX:  # bounded: memory stays flat on any catalogue
+        _token_cache.clear()
+    _token_cache[tok] = hit
+    return hit
+
+
+def _genre_score_matrix(table: dict[str, dict[int, float]], keys: Sequence[str]) -> np.ndarray:
+    """(27 genre slots, len(keys)) of genre -> feature scores (0 where a genre does not score it)."""
+    out = np.zeros((len(GENRE_SLOTS), len(keys)), dtype=np.float64)
+    for j, key in enumerate(keys):
+        for gid, s in table.get(key, {}).items():
+            if gid in GENRE_SLOTS:
+                out[GENRE_SLOTS[gid], j] = s
+    return out
+
+
+_KEY_SLOTS = np.array([_SLOT_OF[k] for k in _KEYS], dtype=np.int64)
+_ERA_SLOTS = np.array([_SLOT_OF[k] for k in _ERA_KEYS], dtype=np.int64)
+_FEATURE_KEYS: tuple[str, ...] = tuple(k for k in _SLOT_OF if not k.endswith(".level"))
+_FEATURE_SLOTS = np.array([_SLOT_OF[k] for k in _FEATURE_KEYS])
+_LEVEL_BANDS: tuple[str, ...] = tuple(MOOD_LEVEL_GENRES)
+_LEVEL_SLOTS = np.array([_SLOT_OF[f"{b}.level"] for b in _LEVEL_BANDS])
+_FEATURE_GENRES = _genre_score_matrix(MOOD_GENRES, _FEATURE_KEYS)
+_LEVEL_GENRES = _genre_score_matrix({b: MOOD_LEVEL_GENRES[b] for b in _LEVEL_BANDS}, _LEVEL_BANDS)
+# word-score columns (in _SLOT_OF order) that raise each band's level
+_LEVEL_WORD_COLUMNS = [np.array([_SLOT_OF[k] for k in _SLOT_OF if k.startswith(b + ".") and k not in _LEVEL_EXCLUDE],
+                                dtype=np.int64) for b in _LEVEL_BANDS]
+
+
+def _max_genre_score(weights: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """max over genres of weight * score (0 without a scoring genre): the scalar formula's ``max(..., default=0)``."""
+    out = np.zeros((weights.shape[0], scores.shape[1]), dtype=np.float64)
+    for g in np.flatnonzero(scores.any(axis=1)):
+        col = weights[:, g]
+        if col.any():
+            np.maximum(out, col[:, None] * scores[g][None, :], out=out)
+    return out
+
+
+def _genre_weight_matrix(genre_ids: Sequence[Any]) -> np.ndarray:
+    w = np.zeros((len(genre_ids), len(GENRE_SLOTS)), dtype=np.float64)
+    seen: dict[tuple, list[tuple[int, float]]] = {}  # a catalogue has few distinct genre lists
+    for i, g in enumerate(genre_ids):
+        key = tuple(g) if isinstance(g, (list, tuple)) and all(type(x) is int for x in g) else None
+        cells = seen.get(key) if key is not None else None
+        if cells is None:
+            cells = [(GENRE_SLOTS[gid], v) for gid, v in expand_genres(g).items()]
+            if key is not None:
+                seen[key] = cells
+        for slot, v in cells:
+            w[i, slot] = v
+    return w
+
+
+def mood_blocks(genre_ids: Sequence[Any], texts: Sequence[str | None]) -> np.ndarray:
+    """(n, 64) float32: :func:`mood_block` of each (genre ids, text) pair, scored as one batch."""
+    n = len(texts)
+    if len(genre_ids) != n:
+        raise ValueError(f"mood_blocks: {len(genre_ids)} genre lists for {n} texts")
+    width = _N_KEYS + len(_ERA_KEYS)
+    cells: list[int] = []
+    get = _token_cache.get
+    for i, text in enumerate(texts):
+        tokens = tokenize(text)
+        if not tokens:
             continue
-        g = max((genres.get(gid, 0.0) * s for gid, s in MOOD_GENRES.get(key, {}).items()), default=0.0)
-        w = word.get(key, 0.0)
-        out[slot] = 1.0 - (1.0 - g) * (1.0 - w)
-    for band, gmap in MOOD_LEVEL_GENRES.items():
-        g = max((genres.get(gid, 0.0) * s for gid, s in gmap.items()), default=0.0)
-        w = max((v for k, v in word.items() if k.startswith(band + ".") and k not in _LEVEL_EXCLUDE), default=0.0)
-        out[_SLOT_OF[f"{band}.level"]] = 1.0 - (1.0 - g) * (1.0 - _LEVEL_WORD_SHARE * w)
+        base = i * width
+        for t in tokens:
+            h = get(t)
+            if h is None:
+                h = _token_hits(t)
+            if h:
+                cells.extend([base + k for k in h])
+        firsts = _PHRASES_BY_FIRST.keys() & set(tokens)
+        if firsts:
+            joined = " " + " ".join(tokens) + " "
+            for f in firsts:
+                for phrase, k in _PHRASES_BY_FIRST[f]:
+                    c = joined.count(phrase)
+                    if c:
+                        cells.extend([base + k] * c)
+    counts = np.bincount(np.asarray(cells, dtype=np.int64), minlength=n * width).reshape(n, width)
+    counts = counts.astype(np.float64)
+    word = np.zeros((n, MOOD_BLOCK_DIM), dtype=np.float64)  # word score by slot (0 = no hit)
+    keys = counts[:, :_N_KEYS]
+    word[:, _KEY_SLOTS] = np.where(keys > 0, 1.0 - 0.5 ** keys, 0.0)
+    eras = counts[:, _N_KEYS:]
+    if eras.any():  # a year in the text: OR-ed into its era slot after the word score
+        era_score = np.where(eras > 0, 1.0 - 0.5 ** eras, 0.0)
+        word[:, _ERA_SLOTS] = np.where(eras > 0, 1.0 - (1.0 - word[:, _ERA_SLOTS]) * (1.0 - era_score),
+                                       word[:, _ERA_SLOTS])
+    genres = _genre_weight_matrix(genre_ids)
+    out = np.zeros((n, MOOD_BLOCK_DIM), dtype=np.float64)
+    g = _max_genre_score(genres, _FEATURE_GENRES)
+    out[:, _FEATURE_SLOTS] = 1.0 - (1.0 - g) * (1.0 - word[:, _FEATURE_SLOTS])
+    g = _max_genre_score(genres, _LEVEL_GENRES)
+    for j, cols in enumerate(_LEVEL_WORD_COLUMNS):
+        w = word[:, cols].max(axis=1) if cols.size else np.zeros(n)
+        out[:, _LEVEL_SLOTS[j]] = 1.0 - (1.0 - g[:, j]) * (1.0 - _LEVEL_WORD_SHARE * w)
     return out.astype(np.float32)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 
 from gateway_pipelines.lib.embeddings.base import EmbeddingProvider
+from gateway_pipelines.lib.embeddings.coverage import DEFAULT_MAX_GROWTH, DEFAULT_MIN_COVERAGE
 from gateway_pipelines.lib.embeddings.factory import make_provider, resolve_provider_kind
 from gateway_pipelines.lib.embeddings.hybrid import BlockWeights
 from gateway_pipelines.lib.embeddings.openai_provider import DEFAULT_MODEL
@@ -29,14 +30,24 @@ class EmbeddingResource(dg.ConfigurableResource):
     genre_weight: float = BlockWeights.genre
     mood_weight: float = BlockWeights.mood
     metadata_weight: float = BlockWeights.metadata
+    # the local model's freshness (lib/embeddings/coverage.py): refit below this vocabulary coverage of
+    # the catalogue's token mass, or once the catalogue has grown this many times since the fit
+    min_coverage: float = DEFAULT_MIN_COVERAGE
+    max_growth: float = DEFAULT_MAX_GROWTH
+    auto_refit: bool = True
+    coverage_sample: int = 4000  # titles whose tokens coverage is measured on: a bounded cost per run
+    fit_max_docs: int = 20000  # the fit corpus: the catalogue up to this size, else a sample of this many
 
     def weights(self) -> BlockWeights:
         return BlockWeights(
             plot=self.plot_weight, genre=self.genre_weight, mood=self.mood_weight, metadata=self.metadata_weight
         )
 
-    def open(self, corpus: Callable[[], Iterable[str]] | None = None, *, refit: bool = False) -> EmbeddingProvider:
-        """The provider; the local model is fitted on `corpus()` the first time (or on refit)."""
+    def open(self, corpus: Callable[[], Iterable[str]] | None = None, *, refit: bool = False,
+             catalogue_titles: int | None = None) -> EmbeddingProvider:
+        """The provider; the local model is fitted on `corpus()` the first time (or on refit), and
+        `catalogue_titles` is the catalogue size its growth is later measured against."""
+        extra = {"catalogue_titles": catalogue_titles} if catalogue_titles else {}
         return make_provider(
             self.provider,
             models_dir=self.models_dir,
@@ -45,6 +56,7 @@ class EmbeddingResource(dg.ConfigurableResource):
             openai_base_url=self.openai_base_url,
             openai_model=self.openai_model,
             refit=refit,
+            **extra,
         )
 
     def describe(self) -> dict:
@@ -55,4 +67,7 @@ class EmbeddingResource(dg.ConfigurableResource):
             "provider": resolve_provider_kind(self.provider, self.openai_api_key),
             "openai_model": self.openai_model,
             "models_dir": self.models_dir,
+            "min_coverage": self.min_coverage,
+            "max_growth": self.max_growth,
+            "auto_refit": self.auto_refit,
         }

@@ -13,11 +13,13 @@ from tests.unit.embeddings import plots
 def test_fields_are_the_whole_configuration():
     fields = EmbeddingResource.model_fields
     assert list(fields) == ["provider", "openai_api_key", "openai_base_url", "openai_model", "models_dir",
-                            "plot_weight", "genre_weight", "mood_weight", "metadata_weight"]
+                            "plot_weight", "genre_weight", "mood_weight", "metadata_weight", "min_coverage",
+                            "max_growth", "auto_refit", "coverage_sample", "fit_max_docs"]
     defaults = {name: f.default for name, f in fields.items() if not f.is_required()}
     assert defaults == {"provider": "auto", "openai_api_key": None, "openai_base_url": None,
                         "openai_model": "text-embedding-3-small", "plot_weight": 1.0, "genre_weight": 0.45,
-                        "mood_weight": 0.3, "metadata_weight": 0.25}
+                        "mood_weight": 0.3, "metadata_weight": 0.25, "min_coverage": 0.9, "max_growth": 2.0,
+                        "auto_refit": True, "coverage_sample": 4000, "fit_max_docs": 20000}
     with pytest.raises(pydantic.ValidationError, match="models_dir"):
         EmbeddingResource()
 
@@ -29,7 +31,8 @@ def test_fields_are_the_whole_configuration():
 def test_describe_resolves_the_provider_without_building_it(tmp_path, provider, key, expected):
     res = EmbeddingResource(provider=provider, openai_api_key=key, models_dir=str(tmp_path / "models"))
     assert res.describe() == {"provider": expected, "openai_model": "text-embedding-3-small",
-                              "models_dir": str(tmp_path / "models")}
+                              "models_dir": str(tmp_path / "models"), "min_coverage": 0.9, "max_growth": 2.0,
+                              "auto_refit": True}
     assert not (tmp_path / "models").exists()  # nothing loaded, fitted or created
 
 
