@@ -223,14 +223,21 @@ def _print_hits(result) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from gateway_pipelines.lib.embeddings.hybrid import EmptyQueryError
-    from gateway_pipelines.lib.vector_store.search import search_by_text
+    from gateway_pipelines.lib.vector_store.models import query_provider
+    from gateway_pipelines.lib.vector_store.search import ModelMismatchError, search_by_text
 
     with _resources("warehouse", "embeddings", "vector_search") as r, r.warehouse.connection() as conn:
         try:
+            provider = r.embeddings.open()
             result = search_by_text(
-                conn, args.query, r.embeddings.open(), k=args.k, filters=_search_filters(args),
+                conn, args.query, provider, k=args.k, filters=_search_filters(args),
                 weights=r.embeddings.weights(), ef_search=r.vector_search.serving_ef_search(conn),
+                provider_for=query_provider(r.embeddings.models_dir, provider),
             )
+        except ModelMismatchError as exc:
+            print(f"error: {safe(str(exc))}; the search index is being rebuilt for a new embedding model, "
+                  "try again once `gateway run` has finished", file=sys.stderr)
+            return 2
         except EmptyQueryError:
             print(f"error: no word of {safe(args.query)!r} is known to the embedding model, and no filter gives "
                   "the search a direction; use other words, or add --genre, --year or --min-rating", file=sys.stderr)

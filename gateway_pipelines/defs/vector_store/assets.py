@@ -8,7 +8,7 @@ from gateway_pipelines.lib.vector_store.history import (
     recent_measurements,
     record_measurement,
 )
-from gateway_pipelines.lib.vector_store.index import build_hnsw, index_status, rebuild_reason
+from gateway_pipelines.lib.vector_store.index import index_status, rebuild_reason
 from gateway_pipelines.lib.vector_store.loader import sync_content_vectors
 from gateway_pipelines.lib.vector_store.recall import recall_plot_png, sweep_table_md, sweep_title, write_plot
 from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
@@ -42,22 +42,27 @@ def content_vectors(
     vector_search: VectorSearchResource,
 ) -> dg.MaterializeResult:
     with warehouse.connection() as conn:
-        report = sync_content_vectors(conn, bulk_fraction=vector_search.bulk_fraction, index=vector_search.index_config())
-    rebuild_because = None
-    if not report.index_rebuilt:
-        # a missing, invalid or drifted index is repaired here, on every materialisation (and so at
-        # least by the daily verification), rather than by a separate sensor
-        with warehouse.connection() as conn:
-            rebuild_because = rebuild_reason(index_status(conn), forced=config.force_index_rebuild)
-        if rebuild_because:
-            context.log.info(f"rebuilding the HNSW index: {rebuild_because}")
-            with warehouse.connection() as conn:
-                report.index_build = build_hnsw(conn, config=vector_search.index_config())
-                report.index_rebuilt = True
-    measurement, history = None, []
+        # a drifted index (or a requested rebuild) is rebuilt by the sync as a shadow build and swap,
+        # like a bulk change, so searches never wait for it; a missing or invalid one the sync sees itself
+        rebuild_because = rebuild_reason(index_status(conn), forced=config.force_index_rebuild)
+        conn.commit()
+        report = sync_content_vectors(conn, bulk_fraction=vector_search.bulk_fraction,
+                                      index=vector_search.index_config(), force_rebuild=bool(rebuild_because),
+                                      buckets=vector_search.shadow_buckets)
+    if report.rebuild_reason:
+        rebuild_because = rebuild_because or report.rebuild_reason
+        context.log.info(f"content_vectors rebuilt in a shadow and swapped in: {rebuild_because}")
+    measurement, history, reused = None, [], False
     with warehouse.connection() as conn:
         status = index_status(conn)
-        if status.exists and status.valid and status.rows_now:
+        changed = report.inserted + report.updated + report.deleted
+        previous = recent_measurements(conn, 1) if status.exists and status.valid and status.rows_now else []
+        if (previous and not changed and not report.index_rebuilt and previous[-1].built_at == status.last_built_at
+                and previous[-1].table_rows == status.rows_now and previous[-1].ef_search == vector_search.ef_search):
+            # nothing written and the same build: the sweep would measure the same index again
+            measurement, reused = previous[-1], True
+            history = recent_measurements(conn)
+        elif status.exists and status.valid and status.rows_now:
             measured = measure_serving_recall(
                 conn, status, serving_ef=vector_search.ef_search, index_rebuilt=report.index_rebuilt, k=K,
                 n_queries=vector_search.recall_queries, seed=0,
@@ -94,7 +99,22 @@ def content_vectors(
     if build:
         metadata["index_build_s"] = round(build.duration_s, 3)
         metadata["index_parallel_workers"] = build.parallel_workers_launched if build.parallel_workers_launched is not None else -1
-    metadata["recall_measured"] = measurement is not None
+    metadata["recall_measured"] = measurement is not None and not reused
+    metadata["recall_reused"] = reused  # nothing changed since measurement recall_measurement_id
+    metadata["embedding_model"] = report.embedding_model or ""
+    metadata["index_kind"] = vector_search.index_kind
+    if report.skipped:
+        metadata["awaiting_model_swap"] = report.skipped
+    if report.shadow is not None:
+        sh = report.shadow
+        metadata.update({
+            "shadow_build_id": sh.build_id,
+            "shadow_resumed": sh.resumed,
+            "shadow_buckets_loaded": f"{sh.buckets_loaded_now} of {sh.buckets} this run",
+            "swap_ms": dg.MetadataValue.float(round(sh.swap_ms, 2)),
+            "served_generation": sh.generation,
+            "shadow_timings_s": dg.MetadataValue.json({k: round(v, 3) for k, v in sh.timings.items()}),
+        })
     if measurement is not None:
         metadata.update({
             "recall_at_serving_ef": dg.MetadataValue.float(round(measurement.recall, 4)),

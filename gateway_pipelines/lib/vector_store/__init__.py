@@ -1,15 +1,26 @@
 """The content vector store: bulk loading, HNSW index builds, filtered search and recall checks.
 
 * :mod:`.loader` - binary COPY + merge into `vectors.content_embeddings`; sync of
-  `vectors.content_vectors` from embeddings ⋈ `analytics.dim_content` (bulk mode rebuilds the index).
-* :mod:`.index` - HNSW builds (parallel workers verified from the server's messages) and index health.
-* :mod:`.search` - k-NN search by vector, text or title, with filters that never return short.
+  `vectors.content_vectors` from embeddings ⋈ `analytics.dim_content`, one embedding model at a time.
+* :mod:`.shadow` - bulk rebuilds and model changes built beside the served table, resumably, and
+  swapped in by one short transaction (readers never wait); what is served (`meta.vector_serving`).
+* :mod:`.index` - HNSW builds of three kinds (vector, halfvec, bit), parallel workers verified from the
+  server's messages, and index health.
+* :mod:`.search` - k-NN search by vector, text or title, with filters that never return short, and
+  never across embedding models.
+* :mod:`.pool` - search connections configured once (prepared statements, session settings) and
+  batched, asynchronous search logging.
 * :mod:`.recall` - recall@k / latency per ef_search against exact search, the recall verdict, the plot.
 * :mod:`.history` - one recall measurement per build in `meta.recall_measurements`.
 * :mod:`.tables` - the served tables' names and column schemas (Dagster asset metadata).
 """
 
-from .history import RecallMeasurement, measure_serving_recall, recent_measurements, record_measurement
+from .history import (
+    RecallMeasurement,
+    measure_serving_recall,
+    recent_measurements,
+    record_measurement,
+)
 from .index import IndexBuild, IndexConfig, IndexStatus, build_hnsw, index_status
 from .loader import (
     MergeReport,
@@ -19,6 +30,7 @@ from .loader import (
     raw_binary_copy,
     sync_content_vectors,
 )
+from .pool import SearchLogWriter, SearchPool
 from .recall import (
     RecallPoint,
     RecallVerdict,
@@ -28,20 +40,35 @@ from .recall import (
     recall_verdict,
     sample_queries,
 )
-from .search import SearchFilters, SearchHit, SearchResult, search_by_text, search_by_vector, similar
+from .search import (
+    ModelMismatchError,
+    SearchFilters,
+    SearchHit,
+    SearchResult,
+    search_by_text,
+    search_by_vector,
+    served_model,
+    similar,
+)
+from .shadow import ServingState, ShadowBuild, serving_state
 
 __all__ = [
     "IndexBuild",
     "IndexConfig",
     "IndexStatus",
     "MergeReport",
+    "ModelMismatchError",
     "RecallMeasurement",
     "RecallPoint",
     "RecallVerdict",
     "RowAccounting",
     "SearchFilters",
+    "SearchLogWriter",
+    "SearchPool",
     "SearchHit",
     "SearchResult",
+    "ServingState",
+    "ShadowBuild",
     "SyncReport",
     "build_hnsw",
     "copy_merge_embeddings",
@@ -57,6 +84,8 @@ __all__ = [
     "sample_queries",
     "search_by_text",
     "search_by_vector",
+    "served_model",
+    "serving_state",
     "similar",
     "sync_content_vectors",
 ]

@@ -18,6 +18,19 @@ debug1`` Postgres reports ``building index "x" on table "y" serially`` or ``... 
 parallel workers``, and pgvector then reports ``using N parallel workers`` (nothing if none could be
 launched, in which case it builds serially). Those messages arrive as notices and are captured with
 ``conn.add_notice_handler``.
+
+Index kinds (``IndexConfig.kind``; docs/vector_store.md has the measurements behind the default):
+
+* ``vector`` - HNSW on the ``vector(768)`` column itself (``vector_cosine_ops``).
+* ``halfvec`` - HNSW on the expression ``vector::halfvec(768)`` (``halfvec_cosine_ops``): half the
+  graph in memory and on disk, so it builds faster; the candidates are re-ranked by the full-precision
+  distance, so results carry exact distances.
+* ``bit`` - binary quantisation: HNSW on ``binary_quantize(vector)::bit(768)`` (``bit_hamming_ops``),
+  1 bit a dimension; ``ef_search`` candidates by Hamming distance are re-ranked by the exact cosine
+  distance.
+
+The table keeps its full ``vector(768)`` column whatever the kind: the exact scans, re-ranking and
+the recall ground truth read it.
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from psycopg import sql
 
 __all__ = [
     "DEFAULT_INDEX",
+    "INDEX_KINDS",
+    "index_expression",
     "DEFAULT_TABLE",
     "IndexBuild",
     "IndexConfig",
@@ -45,6 +60,24 @@ __all__ = [
 DEFAULT_TABLE = "vectors.content_vectors"
 DEFAULT_INDEX = "content_vectors_vector_hnsw"
 
+INDEX_KINDS = ("vector", "halfvec", "bit")
+DEFAULT_KIND = "halfvec"  # measured in bench/vector: docs/vector_store.md
+DIM = 768
+# what the HNSW index is built on, and with which operator class, per kind (fixed text, never input)
+_EXPRESSIONS = {
+    "vector": ("vector", "vector_cosine_ops"),
+    "halfvec": ("(vector::halfvec(768))", "halfvec_cosine_ops"),
+    "bit": ("(binary_quantize(vector)::bit(768))", "bit_hamming_ops"),
+}
+
+
+def index_expression(kind: str) -> tuple[str, str]:
+    """(indexed expression, operator class) of an index kind; search orders by the same expression."""
+    if kind not in _EXPRESSIONS:
+        raise ValueError(f"index kind {kind!r}: must be one of {INDEX_KINDS}")
+    return _EXPRESSIONS[kind]
+
+
 _USING = re.compile(r"using (\d+) parallel workers?")
 _REQUEST = re.compile(r"with request for (\d+) parallel workers?")
 
@@ -57,8 +90,11 @@ class IndexConfig:
     ef_construction: int = 64
     maintenance_work_mem: str = "1GB"
     parallel_workers: int = 2
+    kind: str = DEFAULT_KIND  # see INDEX_KINDS
 
     def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"kind={self.kind!r}: must be one of {INDEX_KINDS}")
         if not 2 <= int(self.m) <= 100:
             raise ValueError(f"m={self.m}: pgvector accepts 2..100")
         if not 4 <= int(self.ef_construction) <= 1000 or self.ef_construction < 2 * self.m:
@@ -94,6 +130,7 @@ class IndexStatus:
     last_built_at: datetime | None
     m: int | None
     ef_construction: int | None
+    kind: str | None = None  # the index kind its operator class says (INDEX_KINDS)
 
 
 def qualified(name: str) -> sql.Identifier:
@@ -150,17 +187,23 @@ def build_hnsw(
     *,
     config: IndexConfig = IndexConfig(),
     table: str = DEFAULT_TABLE,
-    column: str = "vector",
+    column: str | None = None,
     index_name: str = DEFAULT_INDEX,
-    opclass: str = "vector_cosine_ops",
+    opclass: str | None = None,
 ) -> IndexBuild:
     """(Re)build the HNSW index and record it in `meta.index_builds`.
+
+    What is indexed follows ``config.kind`` (see the module docstring); ``column`` / ``opclass``
+    override it for other tables' plain vector columns.
 
     Runs in ``conn.transaction()``: on an idle connection it commits on return; inside a transaction
     the caller has open it is a savepoint and the caller's commit publishes the new index.
     """
+    expression, default_opclass = index_expression(config.kind)
+    opclass = opclass or default_opclass
     if not re.fullmatch(r"[a-z0-9_]+", opclass):
         raise ValueError(f"opclass {opclass!r} is not an operator class name")
+    indexed = sql.Identifier(column) if column is not None else sql.SQL(expression)
     table_id = qualified(table)
     index_id = sql.Identifier(_schema_of(table), index_name)
     messages: list[str] = []
@@ -190,7 +233,7 @@ def build_hnsw(
                 sql.SQL("CREATE INDEX {} ON {} USING hnsw ({} {}) WITH (m = {}, ef_construction = {})").format(
                     sql.Identifier(index_name),
                     table_id,
-                    sql.Identifier(column),
+                    indexed,
                     sql.SQL(opclass),
                     sql.Literal(int(config.m)),
                     sql.Literal(int(config.ef_construction)),
@@ -207,6 +250,9 @@ def build_hnsw(
                     )
                 )
             rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table_id)).fetchone()[0]
+            if index_name == DEFAULT_INDEX and column is None:
+                # search orders by the expression of the index it is served by
+                conn.execute("UPDATE meta.vector_serving SET index_kind = %s WHERE table_name = %s", (config.kind, table))
             launched = parse_parallel_notices(messages)
             conn.execute(
                 "INSERT INTO meta.index_builds (table_name, index_name, rows_indexed, m, ef_construction, "
@@ -256,7 +302,8 @@ def index_status(
     table_id = qualified(table)
     schema = _schema_of(table)
     idx = conn.execute(
-        "SELECT i.indisvalid, pg_relation_size(c.oid), c.reloptions FROM pg_class c "
+        "SELECT i.indisvalid, pg_relation_size(c.oid), c.reloptions, "
+        "(SELECT opcname FROM pg_opclass WHERE oid = i.indclass[0]) FROM pg_class c "
         "JOIN pg_index i ON i.indexrelid = c.oid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s AND i.indrelid = %s::regclass",
         (schema, index_name, table),
@@ -300,6 +347,7 @@ def index_status(
         last_built_at=built_at,
         m=m,
         ef_construction=ef,
+        kind=None if idx is None else next((k for k, (_, opc) in _EXPRESSIONS.items() if opc == idx[3]), None),
     )
 
 

@@ -32,7 +32,8 @@ from psycopg import sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from .index import DEFAULT_INDEX, DEFAULT_TABLE, IndexBuild, IndexConfig, build_hnsw, ensure_vector_types, qualified
+from .index import DEFAULT_INDEX, DEFAULT_TABLE, IndexBuild, IndexConfig, ensure_vector_types, qualified
+from .shadow import BUCKETS, ShadowBuild, serving_state, shadow_rebuild
 
 __all__ = [
     "DIM",
@@ -66,21 +67,25 @@ class RowAccounting:
     deleted: int
     rows_before: int
     rows_after: int
-    complete: bool = True  # the source is the whole table-to-be, so rows_after must equal rows_in
+    complete: bool = True  # the source is the whole table-to-be, so rows_after must equal rows_in - skipped
+    skipped: int = 0  # source rows deliberately not written, for `skip_reason`
+    skip_reason: str | None = None
 
     def problems(self) -> list[str]:
         out = []
-        if self.inserted + self.updated + self.unchanged != self.rows_in:
+        if self.inserted + self.updated + self.unchanged + self.skipped != self.rows_in:
             out.append(
                 f"rows_in {self.rows_in} != inserted {self.inserted} + updated {self.updated} + unchanged {self.unchanged}"
+                + (f" + skipped {self.skipped}" if self.skipped else "")
             )
         if self.rows_before + self.inserted - self.deleted != self.rows_after:
             out.append(
                 f"rows_after {self.rows_after} != rows_before {self.rows_before} + inserted {self.inserted} "
                 f"- deleted {self.deleted}"
             )
-        if self.complete and self.rows_after != self.rows_in:
-            out.append(f"rows_after {self.rows_after} != rows_in {self.rows_in} (a full sync leaves the table = source)")
+        if self.complete and self.rows_after != self.rows_in - self.skipped:
+            out.append(f"rows_after {self.rows_after} != rows_in {self.rows_in} - skipped {self.skipped} "
+                       "(a full sync leaves the table = source)")
         return out
 
     @property
@@ -88,13 +93,16 @@ class RowAccounting:
         return not self.problems()
 
     def summary(self) -> str:
+        skipped = f" + {self.skipped} skipped ({self.skip_reason})" if self.skipped else ""
         return (
-            f"{self.rows_in} in = {self.inserted} inserted + {self.updated} updated + {self.unchanged} unchanged; "
-            f"table {self.rows_before} → {self.rows_after} (+{self.inserted} −{self.deleted} deleted)"
+            f"{self.rows_in} in = {self.inserted} inserted + {self.updated} updated + {self.unchanged} unchanged"
+            f"{skipped}; table {self.rows_before} → {self.rows_after} (+{self.inserted} −{self.deleted} deleted)"
         )
 
     def as_metadata(self) -> dict[str, object]:
+        extra: dict[str, object] = {"rows_skipped": self.skipped, "skip_reason": self.skip_reason} if self.skipped else {}
         return {
+            **extra,
             "rows_in": self.rows_in,
             "rows_inserted": self.inserted,
             "rows_updated": self.updated,
@@ -134,17 +142,26 @@ class SyncReport:
     seconds: float
     rows_before: int = 0  # content_vectors rows when the sync took its lock
     rows_after: int = 0  # content_vectors rows at its commit (= source rows: the sync is complete)
+    skipped: int = 0  # source rows of another model than the served one, for titles not served yet
+    embedding_model: str | None = None  # what the table serves after the sync
+    models_in_source: dict[str, int] | None = None  # source rows per embedding model
+    rebuild_reason: str | None = None  # why a shadow build replaced the table (None: incremental)
+    shadow: ShadowBuild | None = None
+    kept_previous: int = 0  # titles being re-embedded that keep serving their row of the served model
 
     def accounting(self) -> RowAccounting:
-        # the source (embeddings ⋈ dim_content) is exactly what the table holds after the sync
+        # the source (embeddings ⋈ dim_content) is what the table holds after the sync, but for the
+        # titles of another model that are not served yet (skipped, awaiting the model's swap)
         return RowAccounting(
-            rows_in=self.inserted + self.updated + self.unchanged,
+            rows_in=self.inserted + self.updated + self.unchanged + self.skipped,
             inserted=self.inserted,
             updated=self.updated,
             unchanged=self.unchanged,
             deleted=self.deleted,
             rows_before=self.rows_before,
             rows_after=self.rows_after,
+            skipped=self.skipped,
+            skip_reason="awaiting model swap" if self.skipped else None,
         )
 
 
@@ -356,6 +373,86 @@ def _row(alias: str) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(", ").join(sql.Identifier(alias, c) for c in _COMPARED))
 
 
+_COLUMNS = ("id", "vector", "content_id", "media_type", "title", "genre_ids", "year", "vote_average",
+            "original_language", "metadata", "embedding_model", "content_hash")
+_SYNC_LOCK = "vectors.content_vectors sync"  # advisory lock key text: one sync (incremental or shadow) at a time
+
+
+def _cols(alias: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(*((alias, c) if alias else (c,))) for c in _COLUMNS)
+
+
+def _of_model() -> sql.Composable:
+    return sql.SQL("SELECT * FROM ({}) s WHERE s.embedding_model = %(model)s").format(sql.SQL(_SOURCE))
+
+
+def _merge(conn: psycopg.Connection, table: str, model: str) -> tuple[int, int, int]:
+    """Make ``table`` equal to the source rows of ``model`` (deleted, inserted, updated).
+
+    Rows whose key is still in the source under another model are left as they are: that title is
+    being re-embedded, and keeps serving its vector of ``model`` until the model change is swapped in.
+    """
+    target = qualified(table)
+    source = sql.SQL(_SOURCE)
+    deleted = conn.execute(
+        sql.SQL("DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM ({source}) src WHERE src.id = t.id)").format(
+            target=target, source=source)
+    ).rowcount
+    inserted, updated = conn.execute(
+        sql.SQL(
+            """
+            WITH merged AS (
+                INSERT INTO {target} AS t ({cols})
+                SELECT {cols} FROM ({source}) src
+                 WHERE NOT EXISTS (SELECT 1 FROM {target} c WHERE c.id = src.id AND {crow} IS NOT DISTINCT FROM {srow})
+                ON CONFLICT (id) DO UPDATE
+                   SET vector = excluded.vector, content_id = excluded.content_id,
+                       media_type = excluded.media_type, title = excluded.title,
+                       genre_ids = excluded.genre_ids, year = excluded.year,
+                       vote_average = excluded.vote_average, original_language = excluded.original_language,
+                       metadata = excluded.metadata, embedding_model = excluded.embedding_model,
+                       content_hash = excluded.content_hash, updated_at = now()
+                 WHERE {trow} IS DISTINCT FROM {erow}
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
+            """
+        ).format(target=target, cols=_cols(), source=_of_model(), trow=_row("t"), erow=_row("excluded"),
+                 crow=_row("c"), srow=_row("src")),
+        {"model": model},
+    ).fetchone()
+    return int(deleted), int(inserted), int(updated)
+
+
+def _load_bucket_sql(table: str, shadow: str) -> tuple[sql.Composed, sql.Composed]:
+    bucket = sql.SQL("(hashtext({}) & 2147483647) %% %(buckets)s = %(bucket)s")
+    new_rows = sql.SQL(
+        "INSERT INTO {shadow} ({cols}, created_at) SELECT {srccols}, coalesce(t.created_at, now()) "
+        "FROM ({source}) src LEFT JOIN {table} t ON t.id = src.id WHERE {bucket}"
+    ).format(shadow=qualified(shadow), cols=_cols(), srccols=_cols("src"), source=_of_model(),
+             table=qualified(table), bucket=bucket.format(sql.Identifier("src", "id")))
+    # titles being re-embedded under another model keep their served row of this model
+    kept_rows = sql.SQL(
+        "INSERT INTO {shadow} ({cols}, created_at, updated_at) SELECT {tcols}, t.created_at, t.updated_at "
+        "FROM {table} t WHERE t.embedding_model = %(model)s AND {bucket} AND EXISTS "
+        "(SELECT 1 FROM ({source}) src WHERE src.id = t.id AND src.embedding_model <> %(model)s)"
+    ).format(shadow=qualified(shadow), cols=_cols(), tcols=_cols("t"), table=qualified(table),
+             bucket=bucket.format(sql.Identifier("t", "id")), source=sql.SQL(_SOURCE))
+    return new_rows, kept_rows
+
+
+def _target_model(conn: psycopg.Connection, served: str | None) -> tuple[str | None, dict[str, int]]:
+    """The model the table is to serve: the served one while any title still has it (a model change
+    in progress is not served until it is complete), else the one most titles have."""
+    by_model = dict(conn.execute(
+        "SELECT e.embedding_model, count(*) FROM vectors.content_embeddings e "
+        "JOIN analytics.dim_content d ON d.content_key = e.content_key GROUP BY 1 ORDER BY 2 DESC, 1"
+    ).fetchall())
+    if served is not None and served in by_model:
+        return served, by_model
+    return (next(iter(by_model)) if by_model else served), by_model
+
+
 def sync_content_vectors(
     conn: psycopg.Connection,
     *,
@@ -363,107 +460,150 @@ def sync_content_vectors(
     index: IndexConfig = IndexConfig(),
     table: str = DEFAULT_TABLE,
     index_name: str = DEFAULT_INDEX,
+    force_rebuild: bool = False,
+    buckets: int | None = None,
+    fail_after_buckets: int | None = None,
 ) -> SyncReport:
-    """Make `vectors.content_vectors` equal to `vectors.content_embeddings` ⋈ `analytics.dim_content`.
+    """Make `vectors.content_vectors` equal to `vectors.content_embeddings` ⋈ `analytics.dim_content`,
+    serving one embedding model.
 
-    One transaction (committed on return, or the caller's savepoint; see the module docstring):
-    titles that disappeared are deleted, new ones inserted, and a row is rewritten (``updated_at``
-    bumped) only when its ``content_hash`` or one of its served columns differs, so a second sync
-    changes nothing.
+    **One model.** The table serves the model in `meta.vector_serving` while any title still has an
+    embedding of it: rows of another model (a re-embed in progress) are not served; a title being
+    re-embedded keeps its served row, a new title waits (``skipped``, reason "awaiting model swap").
+    When every title has the new model, the new model is built in a shadow and swapped in.
 
-    Bulk mode (the table is empty, or inserts + updates + deletes > ``bulk_fraction`` x rows): the
-    HNSW index is dropped first, the merge runs without index maintenance, and the index is rebuilt
-    (:func:`build_hnsw`), all in the same transaction. Note what that means for readers: DROP INDEX
-    takes an ACCESS EXCLUSIVE lock, so searches *wait* until the commit (they never see a
-    half-built state, and then see the new rows and index). Small changes go straight into the
-    indexed table, and readers are not blocked. A missing or invalid index is rebuilt either way.
+    **Incremental** (small changes): one transaction on the served table: titles that disappeared
+    are deleted, new ones inserted, a row rewritten (``updated_at`` bumped) only when its
+    ``content_hash`` or a served column differs, so a second sync changes nothing. Readers are not
+    blocked (row locks only).
+
+    **Shadow build and swap** (:mod:`.shadow`): the table is empty, inserts + updates + deletes >
+    ``bulk_fraction`` x rows, the model changes, the index is missing, invalid or of another kind
+    than ``index.kind``, or ``force_rebuild``. The new table is loaded beside the served one in
+    resumable hash buckets, indexed, and swapped in by one short transaction; searches keep running on
+    the old table until then and never wait for the build.
+
+    Needs a connection with no transaction open (it commits; the shadow path commits step by step).
     """
     if not 0 <= bulk_fraction <= 1:
         raise ValueError(f"bulk_fraction={bulk_fraction}: must be within [0, 1]")
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise RuntimeError("sync_content_vectors commits: call it with no transaction open")
     started = time.perf_counter()
     target = qualified(table)
     schema = table.split(".")[0] if "." in table else "public"
-    cols = sql.SQL(", ").join(
-        sql.Identifier(c)
-        for c in ("id", "vector", "content_id", "media_type", "title", "genre_ids", "year", "vote_average",
-                  "original_language", "metadata", "embedding_model", "content_hash")
-    )
-    source = sql.SQL(_SOURCE)
-    build: IndexBuild | None = None
     with conn.transaction():
         if conn.execute("SELECT to_regclass('analytics.dim_content')").fetchone()[0] is None:
             raise RuntimeError(
                 "analytics.dim_content does not exist: build the dbt models (the analytics assets) before "
                 "syncing content vectors."
             )
-        # serialise syncs; readers (and searches) are not blocked by this lock
-        conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
-        total, to_insert, to_update, to_delete = conn.execute(
-            sql.SQL(
-                """
-                WITH src AS ({source})
-                SELECT (SELECT count(*) FROM {target}),
-                       (SELECT count(*) FROM src WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = src.id)),
-                       (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
-                         WHERE {trow} IS DISTINCT FROM {srow}),
-                       (SELECT count(*) FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM src WHERE src.id = t.id))
-                """
-            ).format(source=source, target=target, trow=_row("t"), srow=_row("src"))
-        ).fetchone()
-        changed = int(to_insert) + int(to_update) + int(to_delete)
-        bulk = changed > 0 and (int(total) == 0 or changed > bulk_fraction * int(total))
-        idx = conn.execute(
-            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
-            (schema, index_name),
-        ).fetchone()
-        rebuild = bulk or idx is None or not idx[0]
-        if bulk:
-            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, index_name)))
+    # a session lock, held across the shadow build's transactions: one sync at a time; readers never take it
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_SYNC_LOCK,))
+    conn.commit()
+    try:
+        with conn.transaction():
+            served = serving_state(conn, table)
+            rows_before = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0])
+            served_model = served.embedding_model if rows_before else None
+            model, by_model = _target_model(conn, served_model)
+            counts = conn.execute(
+                sql.SQL(
+                    """
+                    WITH src AS ({source})
+                    SELECT (SELECT count(*) FROM src WHERE src.embedding_model = %(model)s
+                              AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = src.id)),
+                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
+                             WHERE src.embedding_model = %(model)s AND {trow} IS DISTINCT FROM {srow}),
+                           (SELECT count(*) FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM src WHERE src.id = t.id)),
+                           (SELECT count(*) FROM src WHERE src.embedding_model IS DISTINCT FROM %(model)s
+                              AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = src.id)),
+                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
+                             WHERE src.embedding_model IS DISTINCT FROM %(model)s AND t.embedding_model = %(model)s),
+                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
+                             WHERE src.embedding_model IS DISTINCT FROM %(model)s
+                               AND t.embedding_model IS DISTINCT FROM %(model)s)
+                    """
+                ).format(source=sql.SQL(_SOURCE), target=target, trow=_row("t"), srow=_row("src")),
+                {"model": model},
+            ).fetchone()
+            to_insert, to_update, to_delete, awaiting, kept, stale = (int(c) for c in counts)
+            idx = conn.execute(
+                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                (schema, index_name),
+            ).fetchone()
+        changed = to_insert + to_update + to_delete
+        reason = None
+        if model is not None and served_model is not None and model != served_model:
+            reason = f"embedding model {served_model} → {model}"
+        elif changed and rows_before == 0:
+            reason = "initial load"
+        elif changed > bulk_fraction * rows_before and changed:
+            reason = f"bulk: {changed} of {rows_before} rows change (> {bulk_fraction:.0%})"
+        elif force_rebuild:
+            reason = "rebuild requested"
+        elif rows_before and (idx is None or not idx[0]):
+            reason = "index missing" if idx is None else "index invalid"
+        elif rows_before and served.index_kind != index.kind:
+            reason = f"index kind {served.index_kind} → {index.kind}"
+        shadow = None
+        build = None
+        if reason is not None and model is not None:
+            new_rows, kept_rows = _load_bucket_sql(table, table + "_shadow")
 
-        deleted = conn.execute(
-            sql.SQL(
-                "DELETE FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM ({source}) src WHERE src.id = t.id)"
-            ).format(target=target, source=source)
-        ).rowcount
-        inserted, updated = conn.execute(
-            sql.SQL(
-                """
-                WITH merged AS (
-                    INSERT INTO {target} AS t ({cols})
-                    SELECT {cols} FROM ({source}) src
-                     WHERE NOT EXISTS (SELECT 1 FROM {target} c WHERE c.id = src.id AND {crow} IS NOT DISTINCT FROM {srow})
-                    ON CONFLICT (id) DO UPDATE
-                       SET vector = excluded.vector, content_id = excluded.content_id,
-                           media_type = excluded.media_type, title = excluded.title,
-                           genre_ids = excluded.genre_ids, year = excluded.year,
-                           vote_average = excluded.vote_average, original_language = excluded.original_language,
-                           metadata = excluded.metadata, embedding_model = excluded.embedding_model,
-                           content_hash = excluded.content_hash, updated_at = now()
-                     WHERE {trow} IS DISTINCT FROM {erow}
-                    RETURNING (xmax = 0) AS inserted
-                )
-                SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged
-                """
-            ).format(
-                target=target, cols=cols, source=source, trow=_row("t"), erow=_row("excluded"), crow=_row("c"),
-                srow=_row("src"),
+            def load(c: psycopg.Connection, shadow_table: str, bucket: int, n_buckets: int) -> int:
+                params = {"model": model, "buckets": n_buckets, "bucket": bucket}
+                return c.execute(new_rows, params).rowcount + c.execute(kept_rows, params).rowcount
+
+            def catch_up(c: psycopg.Connection, shadow_table: str) -> int:
+                return sum(_merge(c, shadow_table, model))
+
+            shadow = shadow_rebuild(
+                conn, load=load, catch_up=catch_up, model=model, reason=reason, index=index, table=table,
+                buckets=buckets or BUCKETS, fail_after_buckets=fail_after_buckets,
             )
-        ).fetchone()
-        rows_now = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0]
-        if rebuild:
-            build = build_hnsw(conn, config=index, table=table, index_name=index_name)
-        if bulk:
-            conn.execute(sql.SQL("ANALYZE {}").format(target))
+            build = shadow.index_build
+            inserted, updated, deleted = to_insert, to_update, to_delete + stale
+            unchanged_kept = kept
+        else:
+            with conn.transaction():
+                # serialise with writers of the table that are not syncs (tests, the synthetic catalogue)
+                conn.execute(sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(target))
+                deleted, inserted, updated = _merge(conn, table, model) if model is not None else (0, 0, 0)
+                if model is None and rows_before:  # no source rows at all: nothing may be served
+                    deleted = conn.execute(sql.SQL("DELETE FROM {}").format(target)).rowcount
+                conn.execute(
+                    sql.SQL(
+                        "INSERT INTO meta.vector_serving (table_name, embedding_model, index_kind, rows_served) "
+                        "SELECT %(t)s, CASE WHEN count(*) > 0 THEN %(m)s END, %(k)s, count(*) FROM {} "
+                        "ON CONFLICT (table_name) DO UPDATE SET embedding_model = EXCLUDED.embedding_model, "
+                        "rows_served = EXCLUDED.rows_served"
+                    ).format(target),
+                    {"t": table, "m": model, "k": served.index_kind},
+                )
+            unchanged_kept = kept + stale
+        with conn.transaction():
+            rows_now = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0])
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SYNC_LOCK,))
+        conn.commit()
+    unchanged = rows_now - int(inserted) - int(updated)
     return SyncReport(
         inserted=int(inserted),
         updated=int(updated),
         deleted=int(deleted),
-        unchanged=int(rows_now) - int(inserted) - int(updated),
-        bulk=bulk,
-        index_rebuilt=rebuild,
+        unchanged=unchanged,
+        bulk=shadow is not None,
+        index_rebuilt=shadow is not None,
         index_build=build,
         seconds=time.perf_counter() - started,
-        rows_before=int(total),
-        rows_after=int(rows_now),
+        rows_before=rows_before,
+        rows_after=rows_now,
+        skipped=awaiting,
+        embedding_model=model,
+        models_in_source=by_model,
+        rebuild_reason=reason if shadow is not None else None,
+        shadow=shadow,
+        kept_previous=unchanged_kept if unchanged_kept else 0,
     )

@@ -26,7 +26,7 @@ import numpy as np
 import psycopg
 
 from .index import ensure_vector_types
-from .search import SearchFilters, exact_query, hnsw_query
+from .search import SERVING_SQL, SearchFilters, exact_query, hnsw_query
 
 if TYPE_CHECKING:
     from .history import RecallMeasurement
@@ -133,12 +133,10 @@ def measure_recall(
     relaxed = not filters.empty
     points: list[RecallPoint] = []
     for ef in ef_search_values:
-        query = hnsw_query(where, k, relaxed=relaxed, candidates=ef)  # as search_by_vector runs it
         with conn.transaction():
             ensure_vector_types(conn)
-            table_rows = conn.execute(
-                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'vectors.content_vectors'::regclass"
-            ).fetchone()[0]
+            table_rows, kind = conn.execute(SERVING_SQL).fetchone()[:2]
+            query = hnsw_query(where, k, relaxed=relaxed, candidates=ef, kind=kind)  # as search_by_vector runs it
             previous = _set(
                 conn,
                 hnsw__ef_search=max(int(ef), k),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from gateway_pipelines.lib.vector_store.index import DEFAULT_KIND
+
 
 class VectorSearchResource(dg.ConfigurableResource):
     """HNSW build parameters (m, ef_construction), the serving `ef_search`, and the recall gates.
@@ -18,6 +20,10 @@ class VectorSearchResource(dg.ConfigurableResource):
     ef_search: int = 100
     maintenance_work_mem: str = "1GB"
     parallel_workers: int = 2
+    # what the HNSW index is built on: 'halfvec' (default), 'vector' or 'bit' (GATEWAY_VECTOR_INDEX;
+    # docs/vector_store.md has the measurements). A change is applied by a shadow build and swap.
+    index_kind: str = DEFAULT_KIND
+    shadow_buckets: int = 16  # a shadow build commits this many hash buckets; a failed run resumes from the next
     bulk_fraction: float = 0.2  # more changed rows than this (share of the table) rebuilds the index
     recall_queries: int = 100
     min_recall: float = 0.95
@@ -43,4 +49,5 @@ class VectorSearchResource(dg.ConfigurableResource):
             ef_construction=self.ef_construction,
             maintenance_work_mem=self.maintenance_work_mem,
             parallel_workers=self.parallel_workers,
+            kind=self.index_kind,
         )

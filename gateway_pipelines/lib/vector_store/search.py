@@ -19,7 +19,22 @@ Strategies (the one that produced the rows is reported in ``SearchResult.strateg
     brute force is both exact and cheap) and as the fallback whenever an index scan returns fewer
     than ``k`` rows. So a search never returns fewer than ``min(k, rows that match)`` rows.
 
-Each search is one transaction (``SET LOCAL`` needs one) that also writes one row to
+Index kinds (`meta.vector_serving.index_kind`, see :mod:`.index`): the ordered scan runs on the
+expression the served index was built on (``vector``, ``vector::halfvec(768)`` or
+``binary_quantize(vector)::bit(768)``); halfvec and bit candidates are re-ranked by the exact
+distance, bit ones from ``ef_search`` candidates.
+
+Model versions: every hit carries the ``embedding_model`` of its row, and the served table holds one
+model (`loader.sync_content_vectors`). With ``model=`` a search raises :class:`ModelMismatchError`
+when the rows it found are of another model (a swap happened since the query was embedded):
+:func:`search_by_text` then embeds the query again with the served model and retries, so a query
+and the vectors it is compared with are always of one model.
+
+Two ways to run: on any connection (below), or on a connection of a :class:`.pool.SearchPool`,
+which is configured once (session settings, prepared statements, pgvector types): a search there is
+one round trip for an unfiltered query, and its log row goes to a background writer in batches.
+
+On any other connection each search is one transaction (``SET LOCAL`` needs one) that also writes one row to
 `vectors.vector_search_logs` (query vector, text, filters as jsonb plus ``_search`` = k /
 ef_search / strategy, result ids, type, latency). On an idle connection it commits on return, with
 ``synchronous_commit = off`` for that transaction only: a search log row is telemetry and must not
@@ -29,6 +44,7 @@ and its commit settings are left alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -39,22 +55,48 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .index import ensure_vector_types
+from .index import INDEX_KINDS, ensure_vector_types
 
 __all__ = [
+    "ModelMismatchError",
     "SearchFilters",
     "SearchHit",
     "SearchResult",
     "auto_exact_threshold",
     "search_by_text",
     "search_by_vector",
+    "served_model",
     "similar",
 ]
 
 TABLE = sql.Identifier("vectors", "content_vectors")
 # what a search changes with SET LOCAL
-_SETTINGS = ("hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples", "enable_sort", "synchronous_commit")
-_COLUMNS = sql.SQL("id, title, media_type, year, vote_average, genre_ids")
+_SETTINGS = ("hnsw.ef_search", "hnsw.iterative_scan", "hnsw.max_scan_tuples", "enable_sort", "synchronous_commit",
+             "jit")
+_COLUMNS = sql.SQL("id, title, media_type, year, vote_average, genre_ids, embedding_model")
+# the ordered scan per index kind: the same expression as the index (index.index_expression)
+_ORDER_BY = {
+    "vector": sql.SQL("distance"),
+    "halfvec": sql.SQL("vector::halfvec(768) <=> %(q)s::halfvec(768)"),
+    "bit": sql.SQL("binary_quantize(vector)::bit(768) <~> binary_quantize(%(q)s::vector)"),
+}
+SERVING_SQL = (
+    "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
+    "coalesce(s.generation, 0) FROM pg_class c LEFT JOIN meta.vector_serving s "
+    "ON s.table_name = 'vectors.content_vectors' WHERE c.oid = 'vectors.content_vectors'::regclass"
+)
+
+
+class ModelMismatchError(RuntimeError):
+    """The served vectors are of another embedding model than the query's."""
+
+    def __init__(self, query_model: str, served_model: str | None):
+        self.query_model = query_model
+        self.served_model = served_model
+        super().__init__(
+            f"the query was embedded with {query_model} but vectors.content_vectors serves {served_model}: "
+            "embed the query with the served model"
+        )
 MEDIA_TYPES = ("movie", "tv")
 
 
@@ -116,6 +158,12 @@ class SearchFilters:
             return sql.SQL(""), {}
         return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(parts), params
 
+    def where_text(self, exclude_ids: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
+        """:meth:`where` as text (its fragments are fixed; only the parameters carry input), so the
+        statements built on it can be cached by their text instead of composed on every search."""
+        where, params = self.where(exclude_ids)
+        return _where_text(tuple(params)), params
+
 
 @dataclass(frozen=True)
 class SearchHit:
@@ -127,6 +175,7 @@ class SearchHit:
     genre_ids: list[int]
     distance: float
     similarity: float  # 1 - cosine distance
+    embedding_model: str | None = None  # of the row's vector
 
 
 @dataclass
@@ -135,6 +184,8 @@ class SearchResult:
     strategy: str  # 'hnsw' | 'hnsw_iterative' | 'exact'
     latency_ms: float
     ef_search: int
+    index_kind: str = "vector"
+    embedding_model: str | None = None  # of the vectors searched (the query must be of it too)
 
     @property
     def ids(self) -> list[str]:
@@ -142,6 +193,33 @@ class SearchResult:
 
 
 # --------------------------------------------------------------------------- SQL
+
+
+@functools.lru_cache(maxsize=64)
+def _where_text(names: tuple[str, ...]) -> str:
+    fragments = {
+        "f_media_type": "media_type = %(f_media_type)s",
+        "f_genre_ids": "genre_ids && %(f_genre_ids)s::integer[]",
+        "f_year_min": "year >= %(f_year_min)s",
+        "f_year_max": "year <= %(f_year_max)s",
+        "f_min_rating": "vote_average >= %(f_min_rating)s",
+        "f_language": "original_language = %(f_language)s",
+        "f_exclude_ids": "NOT (id = ANY(%(f_exclude_ids)s::text[]))",
+    }
+    return (" WHERE " + " AND ".join(fragments[n] for n in names)) if names else ""
+
+
+@functools.lru_cache(maxsize=512)
+def _statement(shape: str, where: str, k: int, n: int, kind: str, relaxed: bool) -> str:
+    """The text of a search statement, composed once per shape: composing costs more than the query
+    itself on a small index, and the same text lets psycopg reuse its prepared statement."""
+    where_sql = sql.SQL(where)
+    if shape == "hnsw":
+        return hnsw_query(where_sql, k, relaxed=relaxed, candidates=n, kind=kind).as_string(None)
+    if shape == "exact":
+        return exact_query(where_sql, k).as_string(None)
+    return sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {table}{where} LIMIT {limit}) s").format(
+        table=TABLE, where=where_sql, limit=sql.Literal(int(n))).as_string(None)
 
 
 def auto_exact_threshold(k: int, table_rows: float) -> int:
@@ -159,18 +237,24 @@ def auto_exact_threshold(k: int, table_rows: float) -> int:
 # runs, and a generic plan with an unknown LIMIT prefers a full scan + sort over the index.
 
 
-def hnsw_query(where: sql.Composable, k: int, *, relaxed: bool, candidates: int | None = None) -> sql.Composed:
+def hnsw_query(where: sql.Composable, k: int, *, relaxed: bool, candidates: int | None = None,
+               kind: str = "vector") -> sql.Composed:
     """With `relaxed`, the index scan collects `candidates` rows that pass the filter (ef_search by
     default), and the k nearest of those are returned: stopping at the first k passing rows of a
-    roughly-ordered scan costs recall (0.88 at 5% selectivity on 100k in bench/vector)."""
-    fetch = max(int(k), int(candidates or k)) if relaxed else int(k)
+    roughly-ordered scan costs recall (0.88 at 5% selectivity on 100k in bench/vector). A ``bit``
+    index always collects `candidates` (its Hamming order is coarse) and re-ranks them by the exact
+    distance; ``halfvec`` re-ranks its k."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"index kind {kind!r}: must be one of {INDEX_KINDS}")
+    fetch = max(int(k), int(candidates or k)) if (relaxed or kind == "bit") else int(k)
     inner = sql.SQL(
-        "SELECT {cols}, vector <=> %(q)s AS distance FROM {table}{where} ORDER BY distance LIMIT {fetch}"
-    ).format(cols=_COLUMNS, table=TABLE, where=where, fetch=sql.Literal(fetch))
-    if not relaxed:
+        "SELECT {cols}, vector <=> %(q)s AS distance FROM {table}{where} ORDER BY {order} LIMIT {fetch}"
+    ).format(cols=_COLUMNS, table=TABLE, where=where, order=_ORDER_BY[kind], fetch=sql.Literal(fetch))
+    if not relaxed and kind == "vector":
         return inner
-    # relaxed_order returns rows only roughly sorted: materialise, then really sort ("+ 0" so the
-    # planner cannot reuse the CTE's presumed order, which it would since Postgres 17)
+    # relaxed_order returns rows only roughly sorted, and quantised orders are approximate:
+    # materialise, then sort by the exact distance ("+ 0" so the planner cannot reuse the CTE's
+    # presumed order, which it would since Postgres 17)
     return sql.SQL(
         "WITH scan AS MATERIALIZED ({inner}) SELECT * FROM scan ORDER BY distance + 0, id LIMIT {k}"
     ).format(inner=inner, k=sql.Literal(int(k)))
@@ -207,8 +291,9 @@ def _hits(rows: list[tuple]) -> list[SearchHit]:
             year=r[3],
             vote_average=r[4],
             genre_ids=list(r[5] or []),
-            distance=float(r[6]),
-            similarity=1.0 - float(r[6]),
+            distance=float(r[7]),
+            similarity=1.0 - float(r[7]),
+            embedding_model=r[6],
         )
         for r in rows
     ]
@@ -224,6 +309,40 @@ def _vector(vector: Any) -> np.ndarray:
     return v
 
 
+def _check_model(hits: list[SearchHit], model: str | None, served: str | None) -> str | None:
+    """The model of the rows found (all of one model); raises when it is not the query's."""
+    found = {h.embedding_model for h in hits}
+    if len(found) > 1:  # the sync never serves two models; if it ever did, no answer is right
+        raise ModelMismatchError(model or "?", ", ".join(sorted(str(f) for f in found)))
+    got = next(iter(found)) if found else served
+    if model is not None and got is not None and got != model:
+        raise ModelMismatchError(model, got)
+    return got
+
+
+def _log_row(q: np.ndarray, query_text, filters: SearchFilters, exclude_ids, k: int, ef: int, strategy: str,
+             hits: list[SearchHit], user_id, search_type: str, latency_ms: float) -> tuple:
+    logged_filters = filters.as_json()
+    if exclude_ids:
+        logged_filters["exclude_ids"] = list(exclude_ids)
+    logged_filters["_search"] = {"k": k, "ef_search": ef, "strategy": strategy}
+    return (q, query_text, logged_filters, [h.id for h in hits], user_id, search_type, latency_ms)
+
+
+_LOG_INSERT = (
+    "INSERT INTO vectors.vector_search_logs (query_vector, query_text, filters, result_ids, user_id, "
+    "search_type, latency_ms) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s)"
+)
+
+
+def _validate(k: int, ef_search: int, vector: Any) -> tuple[int, int, np.ndarray]:
+    if not 1 <= int(k) <= 1000:
+        raise ValueError(f"k={k}: must be 1..1000")
+    if not 1 <= int(ef_search) <= 1000:
+        raise ValueError(f"ef_search={ef_search}: pgvector accepts 1..1000")
+    return int(k), max(int(ef_search), int(k)), _vector(vector)
+
+
 def search_by_vector(
     conn: psycopg.Connection,
     vector: Any,
@@ -237,26 +356,33 @@ def search_by_vector(
     query_text: str | None = None,
     user_id: str | None = None,
     exact_threshold: int | None = None,
+    model: str | None = None,
+    log_sink: Any = None,
 ) -> SearchResult:
     """The ``k`` nearest titles to ``vector`` that pass ``filters`` (see the module docstring).
 
     ``exact_threshold``: matching-row count under which the search is brute force
-    (default :func:`auto_exact_threshold`).
+    (default :func:`auto_exact_threshold`). ``model``: the embedding model ``vector`` was made with;
+    when given, rows of another model raise :class:`ModelMismatchError` instead of being returned.
+    ``log_sink``: something with ``add(row)`` (a :class:`.pool.SearchLogWriter`) that writes the log
+    row later, in a batch; without it the row is written in the search's transaction.
     """
-    if not 1 <= int(k) <= 1000:
-        raise ValueError(f"k={k}: must be 1..1000")
-    if not 1 <= int(ef_search) <= 1000:
-        raise ValueError(f"ef_search={ef_search}: pgvector accepts 1..1000")
-    q = _vector(vector)
-    k = int(k)
-    ef = max(int(ef_search), k)
-    where, named = filters.where(tuple(exclude_ids))
-    args: dict[str, Any] = {"q": q, **named}
+    from .pool import session_of
 
+    k, ef, q = _validate(k, ef_search, vector)
+    where, named = filters.where_text(tuple(exclude_ids))
+    args: dict[str, Any] = {"q": q, **named}
     relaxed = not filters.empty or bool(exclude_ids)
+    session = session_of(conn)
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if session is not None and idle and conn.autocommit:
+        return _search_tuned(conn, session, q, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
+                             relaxed=relaxed, exclude_ids=exclude_ids, log=log, log_sink=log_sink,
+                             search_type=search_type, query_text=query_text, user_id=user_id,
+                             exact_threshold=exact_threshold, model=model)
     # the search log is telemetry: when the search owns its transaction, its commit need not wait
     # for a WAL flush (never changed inside a caller's transaction, whose commit it would affect)
-    owns_transaction = conn.autocommit or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    owns_transaction = conn.autocommit or idle
     started = time.perf_counter()
     with conn.transaction():
         ensure_vector_types(conn)
@@ -268,48 +394,30 @@ def search_by_vector(
                     sql.SQL("current_setting({}, true)").format(sql.Literal(n)) for n in _SETTINGS
                 ))
             ).fetchone()))
-        # one round trip for the table size and every setting the index strategies need
-        table_rows = conn.execute(
-            "SELECT greatest(reltuples, 0)::bigint, set_config('hnsw.ef_search', %s, true), "
+        # one round trip for the table size, what it serves, and every setting the strategies need
+        table_rows, kind, served_model = conn.execute(
+            "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
+            "set_config('hnsw.ef_search', %s, true), "
             "set_config('hnsw.iterative_scan', %s, true), "
-            "set_config('hnsw.max_scan_tuples', greatest(20000, reltuples)::bigint::text, true), "
-            "set_config('enable_sort', 'off', true), "
+            "set_config('hnsw.max_scan_tuples', greatest(20000, c.reltuples)::bigint::text, true), "
+            "set_config('enable_sort', 'off', true), set_config('jit', 'off', true), "
             "set_config('synchronous_commit', CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, "
-            "true) FROM pg_class WHERE oid = 'vectors.content_vectors'::regclass",
+            "true) FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
+            "WHERE c.oid = 'vectors.content_vectors'::regclass",
             (str(ef), "relaxed_order" if relaxed else "off", owns_transaction),
-        ).fetchone()[0]
-        strategy = "hnsw_iterative" if relaxed else "hnsw"
-        rows: list[tuple] | None = None
-        if not filters.empty:
-            threshold = exact_threshold if exact_threshold is not None else auto_exact_threshold(k, table_rows)
-            matching = conn.execute(
-                sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {table}{where} LIMIT {limit}) s").format(
-                    table=TABLE, where=where, limit=sql.Literal(int(threshold))
-                ),
-                named,
-            ).fetchone()[0]
-            if matching < threshold:
-                strategy = "exact"
-        if strategy != "exact":
-            rows = _run(conn, hnsw_query(where, k, relaxed=relaxed, candidates=ef), args)
-            if len(rows) < k:
-                rows = None  # the index scan came up short: the exact scan below says how many really match
-                strategy = "exact"
-        if rows is None:
-            _set_local(conn, enable_sort="on")
-            rows = _run(conn, exact_query(where, k), args)
+        ).fetchone()[:3]
+        strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
+                                     relaxed=relaxed, kind=kind, table_rows=table_rows,
+                                     exact_threshold=exact_threshold, set_sort=True)
         latency_ms = (time.perf_counter() - started) * 1000.0
         hits = _hits(rows)
+        found_model = _check_model(hits, model, served_model)
         if log:
-            logged_filters = filters.as_json()
-            if exclude_ids:
-                logged_filters["exclude_ids"] = list(exclude_ids)
-            logged_filters["_search"] = {"k": k, "ef_search": ef, "strategy": strategy}
-            conn.execute(
-                "INSERT INTO vectors.vector_search_logs (query_vector, query_text, filters, result_ids, user_id, "
-                "search_type, latency_ms) VALUES (%s, %s, %s::jsonb, %s, %s, %s, %s)",
-                (q, query_text, json.dumps(logged_filters), [h.id for h in hits], user_id, search_type, latency_ms),
-            )
+            row = _log_row(q, query_text, filters, exclude_ids, k, ef, strategy, hits, user_id, search_type, latency_ms)
+            if log_sink is not None:
+                log_sink.add(row)
+            else:
+                conn.execute(_LOG_INSERT, (*row[:2], json.dumps(row[2]), *row[3:]))
         if previous:
             known = {n: v for n, v in previous.items() if v is not None}  # None: pgvector was not loaded yet
             conn.execute(
@@ -318,7 +426,69 @@ def search_by_vector(
                 )),
                 list(known.values()),
             )
-    return SearchResult(hits=hits, strategy=strategy, latency_ms=latency_ms, ef_search=ef)
+    return SearchResult(hits=hits, strategy=strategy, latency_ms=latency_ms, ef_search=ef, index_kind=kind,
+                        embedding_model=found_model)
+
+
+def _strategies(conn: psycopg.Connection, *, k: int, ef: int, filters: SearchFilters, where: str,
+                named: dict[str, Any], args: dict[str, Any], relaxed: bool, kind: str, table_rows: float,
+                exact_threshold: int | None, set_sort: bool) -> tuple[str, list[tuple]]:
+    strategy = "hnsw_iterative" if relaxed else "hnsw"
+    rows: list[tuple] | None = None
+    if not filters.empty:
+        threshold = exact_threshold if exact_threshold is not None else auto_exact_threshold(k, table_rows)
+        matching = conn.execute(_statement("count", where, k, int(threshold), kind, relaxed), named).fetchone()[0]
+        if matching < threshold:
+            strategy = "exact"
+    if strategy != "exact":
+        rows = conn.execute(_statement("hnsw", where, k, ef, kind, relaxed), args).fetchall()
+        if len(rows) < k:
+            rows = None  # the index scan came up short: the exact scan below says how many really match
+            strategy = "exact"
+    if rows is None:
+        if set_sort:
+            _set_local(conn, enable_sort="on")
+        rows = conn.execute(_statement("exact", where, k, 0, kind, relaxed), args).fetchall()
+    return strategy, rows
+
+
+def _search_tuned(conn: psycopg.Connection, session: Any, q: np.ndarray, *, k: int, ef: int, filters: SearchFilters,
+                  where: str, named: dict[str, Any], args: dict[str, Any], relaxed: bool,
+                  exclude_ids: Sequence[str], log: bool, log_sink: Any, search_type: str, query_text: str | None,
+                  user_id: str | None, exact_threshold: int | None, model: str | None) -> SearchResult:
+    """A search on a :class:`.pool.SearchPool` connection: autocommit, session settings already
+    in place (changed only when this search needs other values), statements prepared on first use,
+    what the table serves cached for a second. An unfiltered search is one round trip."""
+    started = time.perf_counter()
+    serving = session.serving(conn)
+    session.want(conn, {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order" if relaxed else "off"})
+    strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
+                                 relaxed=relaxed, kind=serving.index_kind, table_rows=serving.rows,
+                                 exact_threshold=exact_threshold, set_sort=False)
+    latency_ms = (time.perf_counter() - started) * 1000.0
+    hits = _hits(rows)
+    try:
+        found_model = _check_model(hits, model, serving.embedding_model)
+    except ModelMismatchError:
+        session.forget_serving()  # a swap: read what is served now before the next search
+        raise
+    if found_model != serving.embedding_model:
+        session.forget_serving()
+    if log:
+        row = _log_row(q, query_text, filters, exclude_ids, k, ef, strategy, hits, user_id, search_type, latency_ms)
+        if log_sink is not None:
+            log_sink.add(row)
+        else:
+            conn.execute(_LOG_INSERT, (*row[:2], json.dumps(row[2]), *row[3:]))
+    return SearchResult(hits=hits, strategy=strategy, latency_ms=latency_ms, ef_search=ef,
+                        index_kind=serving.index_kind, embedding_model=found_model)
+
+
+def served_model(conn: psycopg.Connection) -> str | None:
+    """The embedding model of the vectors search serves (`meta.vector_serving`)."""
+    with conn.transaction():
+        row = conn.execute(SERVING_SQL).fetchone()
+    return row[2] if row else None
 
 
 def search_by_text(
@@ -331,10 +501,18 @@ def search_by_text(
     weights: Any = None,
     ef_search: int = 100,
     mood: dict[str, float] | None = None,
+    provider_for: Any = None,
     **kw: Any,
 ) -> SearchResult:
     """Embed ``text`` (plus the filters as intent: genres, year, rating, media type, language) with the
-    hybrid query builder and search with it. ``kw`` goes to :func:`search_by_vector`."""
+    hybrid query builder and search with it. ``kw`` goes to :func:`search_by_vector`.
+
+    The query is embedded with the model the table serves: ``provider`` when it is that model, else
+    ``provider_for(model_id)`` (e.g. :func:`.models.query_provider`: the local model's earlier
+    version, during a model change that is not swapped in yet). Without ``provider_for`` a
+    mismatch raises :class:`ModelMismatchError`. If the table is swapped between embedding and
+    searching, the query is embedded again with the new model and searched once more.
+    """
     from gateway_pipelines.lib.embeddings.hybrid import BlockWeights, QueryIntent, build_query_vector
 
     year = None
@@ -351,10 +529,24 @@ def search_by_text(
         media_type=filters.media_type,
         language=filters.language,
     )
-    vector = build_query_vector(intent, provider, weights if weights is not None else BlockWeights())
     kw.setdefault("search_type", "text")
     kw.setdefault("query_text", text)
-    return search_by_vector(conn, vector, k=k, filters=filters, ef_search=ef_search, **kw)
+    served = served_model(conn)
+    for attempt in range(2):
+        chosen = provider
+        if served is not None and getattr(provider, "model_id", served) != served:
+            if provider_for is None:
+                raise ModelMismatchError(provider.model_id, served)
+            chosen = provider_for(served)
+        vector = build_query_vector(intent, chosen, weights if weights is not None else BlockWeights())
+        try:
+            return search_by_vector(conn, vector, k=k, filters=filters, ef_search=ef_search,
+                                    model=getattr(chosen, "model_id", None), **kw)
+        except ModelMismatchError as exc:
+            if attempt == 1 or exc.served_model is None:
+                raise
+            served = exc.served_model  # swapped meanwhile: embed again with what is served now
+    raise AssertionError("unreachable")
 
 
 def similar(
@@ -368,7 +560,8 @@ def similar(
 ) -> SearchResult:
     """Titles nearest to ``content_key`` ('movie-603'), never the title itself."""
     with conn.transaction():
-        row = conn.execute("SELECT vector FROM vectors.content_vectors WHERE id = %s", (content_key,)).fetchone()
+        row = conn.execute("SELECT vector, embedding_model FROM vectors.content_vectors WHERE id = %s",
+                           (content_key,)).fetchone()
     if row is None:
         raise KeyError(
             f"no content vector for {content_key!r} in vectors.content_vectors: keys look like 'movie-603' or "
@@ -376,6 +569,7 @@ def similar(
         )
     kw.setdefault("search_type", "similar")
     kw.setdefault("query_text", content_key)
+    kw.setdefault("model", row[1])  # the title's vector is the query: compared only with vectors of its model
     return search_by_vector(
         conn, row[0], k=k, filters=filters, ef_search=ef_search, exclude_ids=(content_key,), **kw
     )

@@ -22,11 +22,20 @@ TABLE = "vectors.content_vectors"
 SETTING = "hnsw.ef_search"
 
 UPSERT_SQL = """
-INSERT INTO meta.serving_settings (table_name, setting, value, configured, recall, p99_ms, reason, chosen_at)
-VALUES (%(table)s, %(setting)s, %(value)s, %(configured)s, %(recall)s, %(p99)s, %(reason)s, now())
+INSERT INTO meta.serving_settings (table_name, setting, value, configured, recall, p99_ms, reason, chosen_at,
+                                   table_rows, built_at, tuned_for)
+VALUES (%(table)s, %(setting)s, %(value)s, %(configured)s, %(recall)s, %(p99)s, %(reason)s, now(), %(rows)s,
+        %(built_at)s, %(tuned_for)s)
 ON CONFLICT (table_name, setting) DO UPDATE
     SET value = EXCLUDED.value, configured = EXCLUDED.configured, recall = EXCLUDED.recall,
-        p99_ms = EXCLUDED.p99_ms, reason = EXCLUDED.reason, chosen_at = EXCLUDED.chosen_at
+        p99_ms = EXCLUDED.p99_ms, reason = EXCLUDED.reason, chosen_at = EXCLUDED.chosen_at,
+        table_rows = EXCLUDED.table_rows, built_at = EXCLUDED.built_at, tuned_for = EXCLUDED.tuned_for
+"""
+# the last choice, with the table state it was measured on
+LAST_SQL = """
+SELECT value, configured, recall, p99_ms, reason, chosen_at, table_rows, built_at,
+       (SELECT max(greatest(created_at, updated_at)) FROM vectors.content_vectors) <= chosen_at, tuned_for
+  FROM meta.serving_settings WHERE table_name = %s AND setting = %s
 """
 SERVING_SQL = "SELECT value, configured FROM meta.serving_settings WHERE table_name = %s AND setting = %s"
 
@@ -96,13 +105,47 @@ def tune_ef_search(
     return Tuning(point, chosen, tuple(tried), target, budget_ms)
 
 
-def record(conn: psycopg.Connection, tuning: Tuning) -> None:
-    """Store what search must serve (the configured setting unless it was raised)."""
+def tuned_for(*, target: float, budget_ms: float, max_ef: int, queries: int) -> str:
+    """The parameters a choice depends on besides the table: a choice made under others is not reused."""
+    return f"target={target:g} budget_ms={budget_ms:g} max_ef={int(max_ef)} queries={int(queries)}"
+
+
+def record(conn: psycopg.Connection, tuning: Tuning, *, table_rows: int | None = None,
+           built_at=None, params: str | None = None) -> None:
+    """Store what search must serve (the configured setting unless it was raised), and the table
+    state (rows, index build) it was measured on."""
     chosen = tuning.chosen
     conn.execute(UPSERT_SQL, {
         "table": TABLE, "setting": SETTING, "value": chosen.ef_search, "configured": tuning.configured.ef_search,
-        "recall": chosen.recall, "p99": chosen.p99_ms, "reason": tuning.reason,
+        "recall": chosen.recall, "p99": chosen.p99_ms, "reason": tuning.reason, "rows": table_rows,
+        "built_at": built_at, "tuned_for": params,
     })
+
+
+@dataclass(frozen=True)
+class LastTuning:
+    value: int
+    configured: int
+    recall: float | None
+    p99_ms: float | None
+    reason: str
+    chosen_at: object
+
+
+def still_valid(conn: psycopg.Connection, *, configured: int, table_rows: int, built_at,
+                params: str) -> LastTuning | None:
+    """The last recorded choice when it was measured for this configuration on this very table state
+    (same rows, same index build, nothing written since), else None: measure again."""
+    try:
+        with conn.transaction():
+            row = conn.execute(LAST_SQL, (TABLE, SETTING)).fetchone()
+    except psycopg.errors.UndefinedColumn:
+        return None
+    if row is None or row[1] != configured or row[6] is None or int(row[6]) != int(table_rows):
+        return None
+    if built_at is None or row[7] != built_at or not row[8] or row[9] != params:
+        return None
+    return LastTuning(int(row[0]), int(row[1]), row[2], row[3], row[4], row[5])
 
 
 def serving_ef_search(conn: psycopg.Connection, configured: int) -> int:

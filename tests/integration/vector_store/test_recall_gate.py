@@ -82,6 +82,7 @@ def test_a_poor_index_warns_above_the_floor_and_blocks_below_it(fresh_db):
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["recall_at_10"].value == pytest.approx(recall, abs=1e-4)
     assert "under the target" in evaluation.description
+    warned_measured = evaluation.metadata["measured"].value
     assert warned.success and materialised == {"content_vectors", "search_consumer"}
 
     good = run(fresh_db, VectorSearchResource(), force=True)  # rebuilt with m=16, ef_construction=64
@@ -93,8 +94,11 @@ def test_a_poor_index_warns_above_the_floor_and_blocks_below_it(fresh_db):
         history = conn.execute(
             "SELECT m, ef_construction, index_rebuilt, recall FROM meta.recall_measurements ORDER BY id"
         ).fetchall()
-    assert [h[:3] for h in history] == [(4, 8, True), (4, 8, False), (16, 64, True)]
-    assert history[0][3] < strict.recall_floor < history[2][3]  # the history shows the fix
+    # the lenient run changed no row and no index: its verdict is the same figure judged against the
+    # new floor, not a second measurement of the same graph
+    assert [h[:3] for h in history] == [(4, 8, True), (16, 64, True)]
+    assert warned_measured is False
+    assert history[0][3] < strict.recall_floor < history[1][3]  # the history shows the fix
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,16 @@ def test_similar_to_an_unknown_title_says_so(cat_conn):
         similar(cat_conn, "movie-987654")
 
 
+class AsModel:
+    """A provider that reports another model id (everything else is the wrapped provider's)."""
+
+    def __init__(self, inner, model_id: str):
+        self._inner, self.model_id = inner, model_id
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 def test_search_by_text_builds_the_hybrid_query_vector(cat_conn):
     from gateway_pipelines.lib.embeddings.local_provider import LocalLSAProvider
 
@@ -177,7 +187,11 @@ def test_search_by_text_builds_the_hybrid_query_vector(cat_conn):
             "An astronaut is stranded on Mars and must grow food to survive.",
         ]
     )
-    result = search_by_text(cat_conn, "stranded astronaut on mars", provider, k=7, filters=SearchFilters(media_type="tv"))
+    # the catalogue's vectors are of "test-model": the query must be embedded with that model, so
+    # the fitted provider stands in for it (test_model_versions.py covers a provider of another model)
+    result = search_by_text(cat_conn, "stranded astronaut on mars", AsModel(provider, "test-model"), k=7,
+                            filters=SearchFilters(media_type="tv"))
+    assert result.embedding_model == "test-model" and {h.embedding_model for h in result.hits} == {"test-model"}
     assert len(result.hits) == 7 and all(h.media_type == "tv" for h in result.hits)
     logged = cat_conn.execute(
         "SELECT search_type, query_text, filters->>'media_type' FROM vectors.vector_search_logs ORDER BY id DESC LIMIT 1"
