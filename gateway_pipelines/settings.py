@@ -14,7 +14,9 @@ Nothing else in the package may touch `os.environ` (a test greps for it).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OPENAI_BASE_URL", "OpenAI-compatible API root (unset: the client's default)"),
     Setting("GATEWAY_TMDB_START_DATE", "first daily partition of tmdb_titles and stg_tmdb__titles; read when "
             "the code location loads, since partitions are part of the graph", default="2026-01-01"),
+    Setting("GATEWAY_EMBED_MIN_COVERAGE", "refit the local embedding model when it knows less than this share of "
+            "the catalogue's token mass", default="0.90"),
+    Setting("GATEWAY_EMBED_MAX_GROWTH", "refit the local embedding model when the catalogue has grown this many "
+            "times since the fit", default="2.0"),
+    Setting("GATEWAY_EMBED_AUTO_REFIT", "refit a stale local embedding model automatically (0: only warn)",
+            default="1"),
+    Setting("GATEWAY_VECTOR_INDEX", "what the search index is built on: halfvec (HNSW on a halfvec(768) "
+            "expression), vector (HNSW on vector(768)) or bit (binary quantisation, re-ranked); docs/vector_store.md",
+            default="halfvec"),
 )
 BY_NAME: dict[str, Setting] = {s.env: s for s in SETTINGS}
 
@@ -106,3 +117,25 @@ def mask(name: str, text: str | None) -> str | None:
 
         return redact_url(text)
     return "***" + text[-4:] if len(text) > 8 else "***"
+
+
+# dagster-dbt gives dbt a copy of os.environ taken when it starts the process and accepts no other
+# environment, so a value meant for one dbt child (a run's partition window) must be lent to the
+# process for that moment. Here, beside the only other code that touches os.environ; the lock keeps
+# two threads of one process from lending at once (it is held while dbt starts, not while it runs).
+_LEND_LOCK = threading.Lock()
+
+
+@contextmanager
+def lent_to_children(extra: Mapping[str, str]):
+    with _LEND_LOCK:
+        saved = {key: os.environ.get(key) for key in extra}
+        os.environ.update(extra)
+        try:
+            yield
+        finally:
+            for key, old in saved.items():
+                if old is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = old

@@ -53,8 +53,12 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             openai_api_key=settings.from_env("OPENAI_API_KEY", env),
             openai_base_url=settings.from_env("OPENAI_BASE_URL", env),
             models_dir=str(home / "models"),
+            min_coverage=float(settings.value("GATEWAY_EMBED_MIN_COVERAGE", env)),
+            max_growth=float(settings.value("GATEWAY_EMBED_MAX_GROWTH", env)),
+            auto_refit=settings.value("GATEWAY_EMBED_AUTO_REFIT", env) not in ("0", "false", "no", "off"),
         ),
-        "vector_search": VectorSearchResource(artifacts_dir=str(home / "artifacts")),
+        "vector_search": VectorSearchResource(artifacts_dir=str(home / "artifacts"),
+                                              index_kind=settings.from_env("GATEWAY_VECTOR_INDEX", env)),
         "legacy": LegacyMigrationResource(
             landing_dir=str(home / "landing" / "legacy"), work_dir=str(home / "tmp" / "legacy"),
             samples_dir=str(home / "samples" / "legacy"),

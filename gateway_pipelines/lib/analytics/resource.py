@@ -13,11 +13,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -25,33 +23,13 @@ import psycopg
 from dagster_dbt import DbtCliResource
 from dagster_dbt.core.dbt_cli_invocation import DbtCliInvocation
 
+from gateway_pipelines import settings
 from gateway_pipelines.lib.warehouse import WarehouseResource, plain_url
 
 PARSE_FILE = "partial_parse.msgpack"
 # Invocation folders (logs, run_results.json, manifest) kept for reading after a run; older ones go.
 KEEP_INVOCATIONS = 40
 KEEP_AT_LEAST_S = 3600
-
-# dagster-dbt gives dbt a copy of os.environ taken when it starts the process and accepts no other
-# environment. Setting the window there is safe only if no other thread of this process starts dbt
-# at the same moment with its own window: the lock serialises the start (not the build).
-_START_LOCK = threading.Lock()
-
-
-@contextmanager
-def _child_environment(extra: Mapping[str, str]) -> Iterator[None]:
-    with _START_LOCK:
-        saved = {key: os.environ.get(key) for key in extra}
-        os.environ.update(extra)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
 
 def parse_cache_key(url: str) -> str:
     """Which warehouse a parse belongs to: dbt folds the connection (not the password) into its check."""
@@ -130,7 +108,7 @@ class DbtWarehouseResource(dg.ConfigurableResource):
         """Start dbt (seeded with this warehouse's parse); `env` reaches dbt's `env_var()` only."""
         target_path = self._target_path(context)
         self._seed(target_path)
-        with _child_environment(env or {}):
+        with settings.lent_to_children(env or {}):  # dbt's env_var() reads it; see settings.py
             return self.cli_resource().cli(args, context=context, raise_on_error=raise_on_error,
                                            target_path=target_path)
 
