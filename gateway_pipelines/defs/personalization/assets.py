@@ -34,6 +34,7 @@ from gateway_pipelines.lib.personalization.store import (
     event_sources,
     fct_exists,
     latest_causal_weights,
+    latest_simulation_truth,
     load_events,
     read_events,
     upsert_preferences,
@@ -366,11 +367,13 @@ def offline_evaluation(context: dg.AssetExecutionContext, config: EvaluationConf
                              "the dbt models first.", allow_retries=False)
         catalogue = load_catalogue(conn)
         weights, weights_from = latest_causal_weights(conn)
+        planted = latest_simulation_truth(conn)
         sources = event_sources(conn)
         frames = {s: read_events(conn, source=s) for s in sources}
     cfg = personalization.recommender_config()
     results = [evaluate_source(frames[s], catalogue, s, k=config.k, train_share=config.train_share, config=cfg,
-                               causal_weights=weights, half_life_days=personalization.half_life_days)
+                               causal_weights=weights, half_life_days=personalization.half_life_days,
+                               true_effects=planted if s == "simulator" else None)
                for s in sources]
     fingerprint = hashlib.sha256(json.dumps({
         "sources": {s: [len(f), str(f["ingested_at"].max()) if len(f) else None] for s, f in frames.items()},
@@ -397,6 +400,12 @@ def offline_evaluation(context: dg.AssetExecutionContext, config: EvaluationConf
         for method in ("recommender", "popularity", "cooccurrence"):
             metadata[f"{tag}/{method}/hit_rate@{config.k}"] = dg.MetadataValue.float(round(res.value(method, "hit_rate"), 4))
             metadata[f"{tag}/{method}/ndcg@{config.k}"] = dg.MetadataValue.float(round(res.value(method, "ndcg"), 4))
+        causal, plain = res.value("causal_rerank", "expected_completion"), res.value("similarity_only",
+                                                                                  "expected_completion")
+        if causal is not None and plain is not None:
+            metadata[f"{tag}/causal_rerank/expected_completion_gain"] = dg.MetadataValue.float(round(causal - plain, 5))
+            metadata[f"{tag}/similarity_only/expected_completion"] = dg.MetadataValue.float(round(plain, 5))
+            metadata[f"{tag}/causal_rerank/expected_completion"] = dg.MetadataValue.float(round(causal, 5))
         lift = res.lift()
         if lift is not None:
             metadata[f"{tag}/lift_over_popularity"] = dg.MetadataValue.float(round(lift, 4))

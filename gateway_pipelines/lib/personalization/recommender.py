@@ -7,10 +7,13 @@
      ``Σ_{j ∈ finished(u)} C_ij / sqrt(n_i·n_j)`` (C: co-finish counts, n: finish counts).
 2. **Fusion**: reciprocal-rank fusion as the media gateway's hybrid engine intends,
    ``f_i = Σ_s w_s / (60 + rank_s(i))`` (content 0.5, co-occurrence 0.5), scaled to [0, 1].
-3. **Score**: ``score = w_fused·f + w_sim·cos(v_u, x_i) + Σ_f β_f·feature_f(u, i) + w_pop·pop_i``,
-   i.e. fused rank, then similarity, then the causal weights β_f of `learning.causal_weights`
-   (segment `all`, latest run) when there are any, then popularity (log finish count, or the
-   catalogue's TMDB popularity before anyone finished anything) as a prior.
+3. **Score**: ``score = w_fused·f + w_sim·cos(v_u, x_i) + c_i + w_pop·pop_i``, i.e. fused rank, then
+   similarity, then the causal adjustment ``c_i``, then popularity (log finish count, or the
+   catalogue's TMDB popularity before anyone finished anything) as a prior. The causal adjustment
+   is the expected change in watch completion against the average candidate, by the DML weights β_f
+   of `learning.causal_weights` (segment `all`, newest run; docs/causal.md), bounded:
+   ``c_i = clip(causal_scale·Σ_f β_f·(feature_f(u, i) − mean over candidates), ±causal_cap)``. It is
+   off (c = 0) when there are no weights; a weight whose 95 % interval crosses 0 is left out.
 4. **Diversity**: maximal marginal relevance, ``λ·score' − (1 − λ)·max_{j picked} Jaccard(genres_i,
    genres_j)`` with λ = 0.85 and score' the score scaled to [0, 1]; and a hard cap: no genre is in
    more than ``max_genre_share`` of the picks (relaxed only when the candidates run out, which the
@@ -49,6 +52,7 @@ class RecommenderConfig:
     w_sim: float = 0.5
     w_pop: float = 0.3
     causal_scale: float = 1.0  # multiplies every causal weight in the score
+    causal_cap: float = 0.1  # |causal adjustment| at most this (a fifth of w_sim's range)
     mmr_lambda: float = 0.85
     max_genre_share: float = 0.6
 
@@ -98,7 +102,7 @@ class RecommenderModel:
                  causal_weights: dict[str, float] | None = None, config: RecommenderConfig = RecommenderConfig()):
         self.catalogue = catalogue
         self.config = config
-        self.causal_weights = {k: float(v) for k, v in (causal_weights or {}).items() if k in RANKING_FEATURES}
+        self.causal_weights, self.causal_dropped = usable_causal_weights(causal_weights)
         pairs = list(finished_pairs)
         n = len(catalogue)
         if pairs:
@@ -209,9 +213,7 @@ class RecommenderModel:
         sim = (self.catalogue.vectors[items] @ state.vector.astype(np.float32)).astype(np.float64) \
             if state.vector is not None else np.zeros(len(items))
         feats = self.features(state, items)
-        causal = np.zeros(len(items))
-        for name, beta in self.causal_weights.items():
-            causal += cfg.causal_scale * beta * feats[name]
+        causal, causal_ref = self.causal_adjustment(feats)
         pop = self.pop_prior[items].astype(np.float64)
         score = cfg.w_fused * f + cfg.w_sim * sim + causal + cfg.w_pop * pop
         chosen, relaxed = self._diversify(items, score, k)
@@ -224,7 +226,7 @@ class RecommenderModel:
                 rank, i, self.catalogue.keys[i], self.catalogue.titles[i], float(score[pos]), float(sim[pos]),
                 float(f[pos]), float(causal[pos]), float(pop[pos]), tuple(sources[i]),
                 self.catalogue.genres[i], pick_features,
-                self._explain(state, i, sources[i], pick_features, context, rank - 1) if explain else "",
+                self._explain(state, i, sources[i], pick_features, context, rank - 1, causal_ref) if explain else "",
             ))
         return Recommendation(state.user_id, picks, "hybrid", relaxed)
 
@@ -295,8 +297,18 @@ class RecommenderModel:
         counts = self.cooc_counts[finished][:, picked].toarray() if self.cooc_counts.nnz else np.zeros_like(sims)
         return finished, sims, counts
 
+    def causal_adjustment(self, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """c_i of the score (module docstring, step 3) and the candidate means it is relative to."""
+        n = len(next(iter(feats.values()))) if feats else 0
+        if not self.causal_weights or n == 0:
+            return np.zeros(n), {}
+        ref = {name: float(np.mean(feats[name])) for name in self.causal_weights}
+        scale = self.config.causal_scale
+        raw = sum(scale * beta * (feats[name] - ref[name]) for name, beta in self.causal_weights.items())
+        return np.clip(raw, -self.config.causal_cap, self.config.causal_cap), ref
+
     def _explain(self, state: UserState, i: int, sources: Sequence[str], feats: dict[str, float],
-                 context=None, col: int = 0) -> str:
+                 context=None, col: int = 0, causal_ref: dict[str, float] | None = None) -> str:
         parts = []
         if context is not None:
             finished, sims, counts = context
@@ -312,7 +324,8 @@ class RecommenderModel:
                          f"{float(self.catalogue.vectors[i] @ state.vector):.2f})")
         parts.append(self._genre_text(i))
         if self.causal_weights:
-            contributions = {name: self.config.causal_scale * beta * feats[name]
+            ref = causal_ref or {}
+            contributions = {name: self.config.causal_scale * beta * (feats[name] - ref.get(name, 0.0))
                              for name, beta in self.causal_weights.items()}
             name, value = max(contributions.items(), key=lambda kv: kv[1])
             if value > 0:
@@ -321,6 +334,24 @@ class RecommenderModel:
         if top <= max(10, len(self.catalogue) // 20):
             parts.append(f"popular (#{top})")
         return "; ".join(parts)
+
+
+def usable_causal_weights(weights: dict | None) -> tuple[dict[str, float], dict[str, str]]:
+    """The weights the score uses, and why the others are not used. A weight is a number, or
+    (effect, ci_low, ci_high) as `store.latest_causal_weights` gives it; one whose interval crosses 0
+    (or is not finite) is dropped: no evidence of a direction, so no adjustment."""
+    used, dropped = {}, {}
+    for name, value in (weights or {}).items():
+        if name not in RANKING_FEATURES:
+            continue
+        effect, low, high = (value, None, None) if not isinstance(value, (tuple, list)) else tuple(value)[:3]
+        if effect is None or not math.isfinite(float(effect)):
+            dropped[name] = "no finite estimate"
+        elif low is not None and high is not None and float(low) <= 0.0 <= float(high):
+            dropped[name] = f"95% interval [{float(low):+.4f}, {float(high):+.4f}] crosses 0"
+        else:
+            used[name] = float(effect)
+    return used, dropped
 
 
 def mean_rating(ratings: Iterable[float]) -> float | None:

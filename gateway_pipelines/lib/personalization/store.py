@@ -247,17 +247,27 @@ def user_state(conn: psycopg.Connection, user_id: str, catalogue: Catalogue) -> 
     return UserState(user_id, vector, frozenset(finished), affinities, mean_rating(ratings))
 
 
-def latest_causal_weights(conn: psycopg.Connection) -> tuple[dict[str, float], str | None]:
-    """Effects of segment 'all' from the newest run in learning.causal_weights (DML preferred); ({}, None)
-    when the table is empty."""
+def latest_causal_weights(conn: psycopg.Connection) -> tuple[dict[str, tuple[float, float, float]], str | None]:
+    """The DML effects of segment 'all' from the newest causal run (latest serve date, then latest
+    computed) as {feature: (effect, ci_low, ci_high)}; ({}, None) when there is none. Cells that were
+    not estimable are left out; the recommender leaves out intervals that cross 0 (docs/causal.md)."""
     row = conn.execute(
-        "SELECT run_id, method FROM learning.causal_weights WHERE segment = 'all' "
-        "ORDER BY (method ILIKE '%%dml%%') DESC, computed_at DESC LIMIT 1").fetchone()
+        "SELECT run_id FROM learning.causal_weights WHERE segment = 'all' AND status = 'ok' "
+        "AND method IN ('dml_plr', 'dml_irm') ORDER BY serve_date DESC NULLS LAST, computed_at DESC LIMIT 1").fetchone()
     if row is None:
         return {}, None
-    rows = conn.execute("SELECT feature, effect FROM learning.causal_weights WHERE run_id = %s AND method = %s "
-                        "AND segment = 'all'", row).fetchall()
-    return {f: float(e) for f, e in rows}, f"{row[1]} run {row[0]}"
+    rows = conn.execute("SELECT feature, effect, ci_low, ci_high FROM learning.causal_weights WHERE run_id = %s "
+                        "AND segment = 'all' AND status = 'ok' AND method IN ('dml_plr', 'dml_irm') ORDER BY feature",
+                        row).fetchall()
+    return {f: (float(e), float(lo), float(hi)) for f, e, lo, hi in rows}, f"DML run {row[0]}"
+
+
+def latest_simulation_truth(conn: psycopg.Connection) -> dict[str, float]:
+    """The planted effects (segment 'all') of the newest simulation run; {} when nothing was simulated."""
+    rows = conn.execute(
+        "SELECT feature, true_effect FROM learning.simulation_truth WHERE segment = 'all' AND run_id = "
+        "(SELECT run_id FROM learning.simulation_runs ORDER BY created_at DESC, run_id DESC LIMIT 1)").fetchall()
+    return {f: float(v) for f, v in rows}
 
 
 def log_impressions(conn: psycopg.Connection, rec: Recommendation, *, served_at: datetime | None = None,
