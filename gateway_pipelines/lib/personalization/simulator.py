@@ -83,7 +83,8 @@ DESCRIPTIONS = {
     "release_recency_score": "completion per unit of recency score exp(-(2026-year)/10)",
     "rating_alignment": "completion per unit of 1-|vote_average-user's preferred rating|/10",
     "time_of_day": "completion per unit of hour/24",
-    "device_type": "completion on a TV session relative to mobile or web (binary is_tv)",
+    "device_type": "completion on a TV session relative to the mobile/web mix (binary is_tv): 0.04 plus "
+                   "TV's steeper genre slope at the mean genre match",
     "recommendation_rank": "completion per rank position (1 = top); confounded: popular titles are ranked "
                            "higher and watched longer",
     "content_duration": "completion per hour of runtime; varies by new vs returning user",
@@ -213,7 +214,7 @@ def simulate(catalogue: Catalogue, params: SimulationParams = SimulationParams()
     events: list[dict] = []
     imp_rows: list[tuple] = []
     out_rows: list[tuple] = []
-    clicked_segments: list[tuple[str, str, str]] = []
+    clicked_segments: list[tuple[str, str, str, float]] = []
     clipped = 0
     for u in range(params.n_users):
         uid = users.ids[u]
@@ -284,7 +285,7 @@ def simulate(catalogue: Catalogue, params: SimulationParams = SimulationParams()
                     if not 0 <= y <= 1:
                         clipped += 1
                     y = float(min(max(y, 0.0), 1.0))
-                    clicked_segments.append((device, time_seg, user_type))
+                    clicked_segments.append((device, time_seg, user_type, gmatch))
                     rating = None
                     if y >= 0.5 and rng.random() < 0.4:
                         rating = float(np.clip(round(users.preferred_rating[u] + 1.25 * az_u[i] + 3 * (y - 0.65)
@@ -323,9 +324,15 @@ def _event(user: str, key: str, event_type: str, ts: datetime, device: str, impr
     return event
 
 
-def ground_truth(clicked_segments: list[tuple[str, str, str]]) -> list[tuple[str, str, float, str]]:
-    """β per feature, globally and per segment, mixed over the clicked impressions where it varies."""
-    frame = pd.DataFrame(clicked_segments, columns=["device", "time_of_day", "user_type"])
+def ground_truth(clicked_segments: list[tuple]) -> list[tuple[str, str, float, str]]:
+    """β per feature, globally and per segment, mixed over the clicked impressions where it varies.
+
+    device_type's truth is the average effect of a TV session against the non-TV mix, so it includes
+    the steeper genre slope on TV: 0.04 + mean genre match × (β_genre(tv) − β_genre of the non-TV
+    sessions); the tuples carry each clicked impression's genre match for it (older 3-tuples: 0.04)."""
+    width = len(clicked_segments[0]) if clicked_segments else 3
+    columns = ["device", "time_of_day", "user_type", "genre_match"][:width]
+    frame = pd.DataFrame(clicked_segments, columns=columns)
     segments = [("all", None, None)] + [(f"{dim}={v}", dim, v) for dim, values in
                                          (("device", DEVICES), ("time_of_day", TIME_SEGMENTS),
                                           ("user_type", USER_TYPES)) for v in values]
@@ -335,7 +342,14 @@ def ground_truth(clicked_segments: list[tuple[str, str, str]]) -> list[tuple[str
         for name, seg_dim, seg_value in segments:
             if feature == "device_type" and seg_dim == "device":
                 continue  # the TV effect is not defined within one device
-            if dim is None:
+            if feature == "device_type" and "genre_match" in frame:
+                sub = frame if seg_dim is None else frame[frame[seg_dim] == seg_value]
+                slopes = EFFECTS["genre_match_score"][1]
+                other = sub.loc[sub["device"] != "tv", "device"].map(slopes)
+                if sub.empty or other.empty:
+                    continue
+                value = float(spec) + float(sub["genre_match"].mean()) * (slopes["tv"] - float(other.mean()))
+            elif dim is None:
                 value = float(spec)
             elif seg_dim == dim:
                 value = float(spec[seg_value])
@@ -346,3 +360,231 @@ def ground_truth(clicked_segments: list[tuple[str, str, str]]) -> list[tuple[str
                 value = float(sub[dim].map(spec).mean())
             rows.append((feature, name, round(value, 8), DESCRIPTIONS[feature]))
     return rows
+
+
+# =========================================================================== strategy log (bandits)
+# A separate simulation for the strategy bandits (docs/bandits.md): sessions served by one of four
+# recommendation strategies drawn from a known logging policy, with a planted best strategy per
+# context. It writes its own run (learning.bandit_simulations / bandit_truth) and nothing of the above
+# changes: `simulate` and its defaults are untouched.
+#
+# * Context of a session: device × daypart × new/returning user (the same user model as above).
+# * Strategy ~ LOGGING_POLICY[user type] (the logged propensity), then a slate of STRATEGY_SLATE titles
+#   that strategy would pick (which titles is cosmetic: the outcome depends on context, strategy, rank).
+# * Click ~ Bernoulli(σ(L(c, a) − RANK_DECAY·(rank − 1))), L = device + daypart + user-type baselines +
+#   a small per-strategy offset + BEST_BOOST for the context's planted best strategy (``best_strategy``).
+# * Completion | click ~ Beta with mean STRATEGY_COMPLETION[a] (concentration 6); a rating on 40 % of
+#   clicks, rating/10 ~ Beta with mean STRATEGY_RATING[a] (concentration 12).
+# * Truth per context × strategy: the expected reward per impression,
+#   mean over ranks of P(click)·(0.2 + 0.5·completion mean + 0.3·0.4·rating mean) — exact.
+
+STRATEGY_SLATE = 6
+STRATEGY_RANK_DECAY = 0.1
+STRATEGY_BEST_BOOST = 1.0
+STRATEGY_DEVICE_BASE = {"tv": -0.9, "mobile": -1.2, "web": -1.1}
+STRATEGY_DAYPART_BASE = {"morning": -0.1, "afternoon": 0.0, "evening": 0.15, "night": 0.05}
+STRATEGY_USER_BASE = {"new": -0.15, "returning": 0.1}
+STRATEGY_OFFSET = {"content_similarity": 0.05, "popularity": 0.0, "causal_rerank": 0.05, "diversity_heavy": -0.05}
+STRATEGY_COMPLETION = {"content_similarity": 0.55, "popularity": 0.5, "causal_rerank": 0.6, "diversity_heavy": 0.5}
+STRATEGY_RATING = {"content_similarity": 0.72, "popularity": 0.68, "causal_rerank": 0.74, "diversity_heavy": 0.7}
+STRATEGY_RATE_P = 0.4
+# the logging policy: P(strategy | user type), in the order of lib.learning.bandits.ARMS
+LOGGING_POLICY = {"new": (0.2, 0.4, 0.2, 0.2), "returning": (0.3, 0.2, 0.3, 0.2)}
+
+
+def best_strategy(device: str, part: str, user_type: str) -> str:
+    """The planted best strategy of a context: popularity for new users (no taste to go on yet; browsing
+    on the web in the morning: diversity); for returning users, the causal re-rank on the TV and web in
+    the evening (and TV at night), content similarity on the TV by day and on mobile (but popularity on
+    mobile in the afternoon), diversity on the web otherwise."""
+    if user_type == "new":
+        return "diversity_heavy" if (device, part) == ("web", "morning") else "popularity"
+    if device == "tv":
+        return "causal_rerank" if part in ("evening", "night") else "content_similarity"
+    if device == "mobile":
+        return "popularity" if part == "afternoon" else "content_similarity"
+    return "causal_rerank" if part == "evening" else "diversity_heavy"
+
+
+def strategy_click_logit(device: str, part: str, user_type: str, strategy: str) -> float:
+    return (STRATEGY_DEVICE_BASE[device] + STRATEGY_DAYPART_BASE[part] + STRATEGY_USER_BASE[user_type]
+            + STRATEGY_OFFSET[strategy] + (STRATEGY_BEST_BOOST if strategy == best_strategy(device, part, user_type)
+                                           else 0.0))
+
+
+def strategy_value(device: str, part: str, user_type: str, strategy: str) -> float:
+    """The planted expected reward of one impression of ``strategy`` in the context."""
+    logit = strategy_click_logit(device, part, user_type, strategy)
+    p_click = float(np.mean([_sigmoid(logit - STRATEGY_RANK_DECAY * r) for r in range(STRATEGY_SLATE)]))
+    return p_click * (0.2 + 0.5 * STRATEGY_COMPLETION[strategy] + 0.3 * STRATEGY_RATE_P * STRATEGY_RATING[strategy])
+
+
+def strategy_outcomes(device: str, part: str, user_type: str, strategy: str, rng: np.random.Generator,
+                      k: int = STRATEGY_SLATE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clicked, completion, rating) of one served slate of ``k``: NaN where there was no watch or rating."""
+    logit = strategy_click_logit(device, part, user_type, strategy)
+    clicked = rng.random(k) < 1 / (1 + np.exp(-(logit - STRATEGY_RANK_DECAY * np.arange(k))))
+    m, q = STRATEGY_COMPLETION[strategy], STRATEGY_RATING[strategy]
+    completion = np.where(clicked, np.round(rng.beta(6 * m, 6 * (1 - m), k), 6), np.nan)
+    rated = clicked & (rng.random(k) < STRATEGY_RATE_P)
+    rating = np.where(rated, np.round(10 * rng.beta(12 * q, 12 * (1 - q), k), 4), np.nan)
+    return clicked, completion, rating
+
+
+@dataclass(frozen=True)
+class StrategyLogParams:
+    n_users: int = 400
+    n_days: int = 14
+    seed: int = 11
+    end_date: date = SIM_END_DATE
+
+    @property
+    def run_id(self) -> str:
+        return f"strat-s{self.seed}-u{self.n_users}-d{self.n_days}-{self.end_date:%Y%m%d}"
+
+    def validate(self) -> None:
+        SimulationParams(self.n_users, self.n_days, self.seed, self.end_date).validate()
+
+
+STRATEGY_LOG_COLUMNS = ("impression_id", "user_id", "content_id", "rank", "served_at", "genre_match_score",
+                        "platform_availability", "release_recency_score", "rating_alignment", "time_of_day",
+                        "device_type", "recommendation_rank", "content_duration", "user_session_length", "features",
+                        "run_id", "source", "strategy", "popularity", "similarity", "session_id", "propensity")
+
+
+@dataclass
+class StrategyLog:
+    params: StrategyLogParams
+    impressions: pd.DataFrame  # STRATEGY_LOG_COLUMNS
+    outcomes: pd.DataFrame  # impression_id, clicked, watch_completion, rating, observed_at
+    truth: list[tuple[str, str, float, float]]  # (context, strategy, true value, logging propensity)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.params.run_id
+
+    @property
+    def data_hash(self) -> str:
+        digest = hashlib.sha256()
+        for frame in (self.impressions, self.outcomes):
+            digest.update(",".join(frame.columns).encode())
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        return digest.hexdigest()
+
+
+def simulate_strategy_log(catalogue: Catalogue, params: StrategyLogParams = StrategyLogParams()) -> StrategyLog:
+    from gateway_pipelines.lib.learning.bandits import ARMS, NEW_USER_SESSIONS
+
+    params.validate()
+    if len(catalogue) < 4 * STRATEGY_SLATE:
+        raise ValueError(f"the catalogue has {len(catalogue)} titles; the strategy log needs at least "
+                         f"{4 * STRATEGY_SLATE}")
+    rng = np.random.default_rng(params.seed)
+    users = make_users(catalogue, params.n_users, rng, prefix="strat-u")
+    log_pop = np.log1p(np.maximum(catalogue.popularity, 0))
+    pop_pct = pd.Series(log_pop).rank(pct=True).to_numpy()
+    popular = np.argsort(-log_pop, kind="stable")[:50]
+    recency = np.where(catalogue.years > 0, np.exp(-np.maximum(2026 - catalogue.years, 0) / 10.0), 0.0)
+    duration_h = np.where(catalogue.runtime > 0, catalogue.runtime, 90.0) / 60.0
+    top_affine = np.argsort(-users.affinity, axis=1)[:, :60]
+    first_genre = [g[0] if g else -1 for g in catalogue.genres]
+    start = params.end_date - timedelta(days=params.n_days - 1)
+    t0 = datetime.combine(start, time(0), tzinfo=timezone.utc)
+    run = params.run_id
+    gm = catalogue.genre_matrix.astype(np.float64)
+    n_genres = np.maximum(gm.sum(axis=1), 1)
+    col = {g: j for j, g in enumerate(catalogue.genre_ids)}
+    # columns, one list entry per session (arrays of its slate) or per impression
+    c_item, c_rank, c_start, c_user, c_sess, c_dev, c_hour, c_strat, c_prop, c_feat = ([] for _ in range(10))
+    c_platform, c_click, c_comp, c_rating, c_gmatch, c_align, c_session_len = ([] for _ in range(7))
+    for u in range(params.n_users):
+        uid = users.ids[u]
+        sessions_before = 0
+        az_u = users.affinity_z[u]
+        mask = np.zeros(gm.shape[1])
+        mask[[col[g] for g in users.preferred_genres[u] if g in col]] = 1.0
+        gmatch_u = np.where(gm.sum(axis=1) > 0, (gm @ mask) / n_genres, 0.0)
+        for day in range(params.n_days):
+            for s in range(min(int(rng.poisson(users.activity[u])), 3)):
+                hour = float((users.peak_hour[u] + rng.normal(0, 2.5)) % 24)
+                device = DEVICES[users.device[u]] if rng.random() < 0.8 else DEVICES[int(rng.integers(0, 3))]
+                part = time_segment(hour)
+                user_type = "new" if sessions_before < NEW_USER_SESSIONS else "returning"
+                policy = LOGGING_POLICY[user_type]
+                a = int(rng.choice(len(ARMS), p=policy))
+                strategy = ARMS[a]
+                slate = _strategy_slate(strategy, top_affine[u], popular, az_u, first_genre, catalogue, rng)
+                k = len(slate)
+                c_platform.append(rng.random(k) < 0.3 + 0.5 * pop_pct[slate])
+                clicked, completion, rating = strategy_outcomes(device, part, user_type, strategy, rng, k)
+                c_rating.append(rating)
+                watched = np.nan_to_num(completion) * duration_h[slate]
+                c_session_len.append(np.r_[0.0, np.cumsum(watched)[:-1]])
+                c_click.append(clicked)
+                c_comp.append(completion)
+                c_item.append(slate)
+                c_gmatch.append(gmatch_u[slate])
+                c_align.append(1 - np.abs(catalogue.vote_average[slate] - users.preferred_rating[u]) / 10)
+                c_rank.append(np.arange(1, k + 1))
+                c_start.append(np.full(k, (day * 24 + hour) * 3600.0))
+                c_user.append(np.full(k, u))
+                sid = f"{run}:{uid}:{day}:{s}"
+                c_sess += [sid] * k
+                c_dev += [device] * k
+                c_hour.append(np.full(k, hour))
+                c_strat += [strategy] * k
+                c_prop.append(np.full(k, policy[a]))
+                c_feat += [json.dumps({"time_segment": part, "user_type": user_type,
+                                       "context": f"{device}|{part}|{user_type}"}, sort_keys=True)] * k
+                sessions_before += 1
+    cat = (lambda parts, dtype=None: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype))
+    item, rank = cat(c_item, np.int64), cat(c_rank, np.int64)
+    served = (pd.to_datetime(t0) + pd.to_timedelta(cat(c_start, float) + 3 * rank, unit="s")).floor("us")
+    completion = cat(c_comp, float)
+    ids = [f"{sid}:{r}" for sid, r in zip(c_sess, rank.tolist())]
+    user_idx = cat(c_user, np.int64)
+    impressions = pd.DataFrame({
+        "impression_id": ids, "user_id": [users.ids[i] for i in user_idx.tolist()],
+        "content_id": [catalogue.keys[i] for i in item.tolist()], "rank": rank, "served_at": served,
+        "genre_match_score": cat(c_gmatch, float), "platform_availability": cat(c_platform, float),
+        "release_recency_score": recency[item].astype(float), "rating_alignment": cat(c_align, float),
+        "time_of_day": cat(c_hour, float) / 24.0, "device_type": c_dev, "recommendation_rank": rank,
+        "content_duration": duration_h[item].astype(float), "user_session_length": cat(c_session_len, float),
+        "features": c_feat, "run_id": run, "source": "strategy_simulator", "strategy": c_strat,
+        "popularity": catalogue.popularity[item].astype(float),
+        "similarity": users.affinity[user_idx, item].astype(float), "session_id": c_sess,
+        "propensity": cat(c_prop, float),
+    }, columns=list(STRATEGY_LOG_COLUMNS))
+    clicked = cat(c_click, bool)
+    observed = served + pd.to_timedelta(np.where(clicked, 10 + np.nan_to_num(completion) * duration_h[item] * 3600, 0),
+                                        unit="s").floor("us")
+    outcomes = pd.DataFrame({"impression_id": ids, "clicked": clicked, "watch_completion": completion,
+                             "rating": cat(c_rating, float), "observed_at": observed})
+    truth = [(f"{d}|{t}|{ut}", arm, round(strategy_value(d, t, ut, arm), 10), LOGGING_POLICY[ut][k])
+             for d in DEVICES for t in TIME_SEGMENTS for ut in USER_TYPES for k, arm in enumerate(ARMS)]
+    stats = {"impressions": len(impressions), "sessions": len(c_start), "clicks": int(clicked.sum()),
+             "users": params.n_users, "days": params.n_days}
+    return StrategyLog(params, impressions, outcomes, truth, stats)
+
+
+def _strategy_slate(strategy: str, near: np.ndarray, popular: np.ndarray, az_u: np.ndarray, first_genre: list[int],
+                    catalogue: Catalogue, rng: np.random.Generator) -> np.ndarray:
+    """The titles a strategy would show (cosmetic: outcomes depend on context, strategy and rank only)."""
+    k = STRATEGY_SLATE
+    if strategy == "popularity":
+        return rng.choice(popular, size=k, replace=False)
+    if strategy == "diversity_heavy":
+        picks, seen = [], set()
+        for i in rng.permutation(near).tolist():
+            if first_genre[i] not in seen or len(picks) + (len(near) - len(seen)) <= k:
+                picks.append(i)
+                seen.add(first_genre[i])
+            if len(picks) == k:
+                break
+        rest = [i for i in near.tolist() if i not in picks]
+        return np.array(picks + rest[: k - len(picks)], dtype=np.int64)
+    pool = near[:20] if strategy == "content_similarity" else near[:30]
+    chosen = rng.choice(pool, size=k, replace=False)
+    key = az_u[chosen] if strategy == "content_similarity" else az_u[chosen] + 2 * catalogue.vote_average[chosen] / 10
+    return chosen[np.argsort(-key, kind="stable")]

@@ -2,7 +2,8 @@
 
     gateway events ingest PATH [--links PATH]     load an event file now, through Dagster (as the sensor would)
     gateway simulate --users N --days D [--seed S] [--movielens-users M]   simulate, then load the events
-    gateway recommend USER [--k 20] [--explain]   the user's top k, explained; logged to learning.impressions
+    gateway recommend USER [--k 20] [--explain] [--strategy bandit|<arm>] [--device tv|mobile|web]
+                                                  the user's top k, explained; logged to learning.impressions
     gateway evaluate                              the offline evaluation now (through Dagster)
 """
 
@@ -96,7 +97,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return _run_sequence((step,), log_level="INFO")
 
 
-def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool = True, log: bool = True):
+def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool = True, log: bool = True,
+                  config=None):
     """The library path the CLI uses: catalogue, co-occurrence, the user's state, HNSW candidates."""
     import numpy as np
 
@@ -116,7 +118,8 @@ def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool 
         raise LookupError("the catalogue is empty: run `gateway run` first")
     pairs = finished_pairs(conn, catalogue) if fct_exists(conn) else []
     weights, _ = latest_causal_weights(conn)
-    model = RecommenderModel(catalogue, pairs, causal_weights=weights, config=personalization.recommender_config())
+    model = RecommenderModel(catalogue, pairs, causal_weights=weights,
+                             config=config or personalization.recommender_config())
     state = user_state(conn, user_id, catalogue)
     index = catalogue.index
 
@@ -133,6 +136,33 @@ def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool 
     return rec, state, weights
 
 
+def recommend_with_strategy(conn, user_id: str, k: int, personalization, strategy: str, *, device: str,
+                            seed: int | None = None, now=None):
+    """Serve with one strategy (docs/bandits.md): a named arm (propensity 1), or `bandit`, a Thompson draw
+    from the newest posteriors of the user's context; the arm, its propensity and the context are logged
+    with the impressions. Returns (rec, state, weights, choice)."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from gateway_pipelines.lib.learning import bandits
+    from gateway_pipelines.lib.personalization.store import log_impressions
+
+    now = now or datetime.now(UTC)
+    hour = now.hour + now.minute / 60
+    if strategy == "bandit":
+        choice = bandits.choose_strategy(conn, user_id, device, hour, np.random.default_rng(seed))
+    else:
+        user_type = "new" if bandits.earlier_sessions(conn, user_id) < bandits.NEW_USER_SESSIONS else "returning"
+        choice = bandits.StrategyChoice(strategy, 1.0, bandits.context_key(device, bandits.daypart(hour), user_type),
+                                        {a: float(a == strategy) for a in bandits.ARMS}, None)
+    config = bandits.strategy_config(choice.arm, personalization.recommender_config())
+    rec, state, weights = recommend_for(conn, user_id, k, personalization, explain=True, log=False, config=config)
+    ids = log_impressions(conn, rec, served_at=now, source="recommend", device=device)
+    bandits.record_choice(conn, ids, choice.arm, choice.propensity, choice.context, choice.probabilities)
+    return rec, state, weights, choice
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from gateway_pipelines.cli import _resources
 
@@ -140,12 +170,22 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return _error(f"--k {args.k}: must be 1..100")
     if not args.user.strip():
         return _error("USER is empty")
+    strategy = getattr(args, "strategy", "default")
+    choice = None
     with _resources("warehouse", "personalization") as r, r.warehouse.connection() as conn:
         try:
-            rec, state, weights = recommend_for(conn, args.user, args.k, r.personalization, explain=True)
+            if strategy == "default":
+                rec, state, weights = recommend_for(conn, args.user, args.k, r.personalization, explain=True)
+            else:
+                rec, state, weights, choice = recommend_with_strategy(
+                    conn, args.user, args.k, r.personalization, strategy, device=args.device or "web", seed=args.seed)
         except LookupError as exc:
             return _error(str(exc))
         conn.commit()
+    if choice is not None:
+        source = (f"drawn from the posteriors of {choice.state_as_of}" if choice.state_as_of else
+                  "drawn from the prior (no posteriors stored yet)") if strategy == "bandit" else "fixed"
+        print(f"strategy {choice.arm} for context {choice.context} (propensity {choice.propensity:.3f}, {source})")
     note = ("cold start: no watch history, so popular titles under the diversity rule"
             if rec.strategy == "cold_start" else f"{len(state.finished)} finished titles excluded")
     print(f"recommendations for {args.user} ({rec.strategy}; {note}; causal weights "
@@ -183,6 +223,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     recommend.add_argument("user")
     recommend.add_argument("--k", type=int, default=20)
     recommend.add_argument("--explain", action="store_true", help="say why each title was picked")
+    recommend.add_argument("--strategy", default="default",
+                           choices=("default", "bandit", "content_similarity", "popularity", "causal_rerank",
+                                    "diversity_heavy"),
+                           help="bandit: draw the strategy by Thompson sampling from learning.bandit_arms "
+                                "(logged with its propensity); or serve one strategy")
+    recommend.add_argument("--device", choices=("tv", "mobile", "web"),
+                           help="the device of the request, part of the bandit's context (default web)")
+    recommend.add_argument("--seed", type=int, help="seed of the bandit's draw (default: fresh randomness)")
     recommend.set_defaults(func=cmd_recommend)
 
     evaluate = sub.add_parser("evaluate", help="run the offline evaluation now (through Dagster)")
