@@ -51,6 +51,12 @@ LEARNING_STEPS: tuple[JobStep, ...] = (  # a small generated episode set, then o
     JobStep("episodes_ingest_job", None, {"ops": {"agent_episodes": {"config": {"source": "simulate", "seed": 7,
                                                                                "n_sessions": 400}}}}),
     JobStep("nightly_learning_job"),
+    # causal weights over the simulator's last serve date (its 7-day window holds the whole simulation),
+    # with the strategy bandits learning from a simulated strategy log that ends the same day; then the
+    # evaluation again, which now scores the causal re-rank against similarity alone
+    JobStep("strategy_log_simulation_job", None),
+    JobStep("nightly_causal_job", "2026-11-30"),
+    JobStep("personalization_evaluation_job", None),
 )
 MAIN_SEQUENCE: tuple[JobStep, ...] = CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS + LEARNING_STEPS
 
@@ -166,8 +172,8 @@ def run_jobs(
     for step in sequence:
         job_name, partition = step.job, step.partition
         job = defs.resolve_job_def(job_name)
-        if partition == "latest":
-            partition = job.partitions_def.get_last_partition_key()
+        if partition == "latest":  # an unpartitioned job has no latest day: it runs as it is
+            partition = job.partitions_def.get_last_partition_key() if job.partitions_def else None
         if on_job:
             on_job(job_name, partition)
         started = time.perf_counter()
