@@ -44,7 +44,7 @@ PYTEST_WORKERS ?= auto
 test: install browser
 	@e2e_log=$$(mktemp); \
 	$(BIN)/python -m pytest -m e2e -p no:cacheprovider >$$e2e_log 2>&1 & e2e=$$!; \
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"; rest=$$?; \
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 -m "not e2e"; rest=$$?; \
 	wait $$e2e; e2e_rc=$$?; \
 	echo "--- browser test (tests/e2e, run beside the rest) ---"; cat $$e2e_log; rm -f $$e2e_log; \
 	echo "suite: rest exit $$rest, browser test exit $$e2e_rc"; \

@@ -112,3 +112,28 @@ def conn(fresh_db: str) -> Iterator[psycopg.Connection]:
     connection = connect(fresh_db)
     yield connection
     connection.close()
+
+
+# The longest modules first (measured with --durations on 2 cores), so that xdist's workers do not
+# meet them last and leave one worker running alone at the end; the order within a module is kept.
+LONGEST_FIRST = (
+    "tests/integration/dagster/test_main_job.py",
+    "tests/reliability/test_secrets_scan.py",
+    "tests/reliability/test_kill9.py",
+    "tests/integration/dagster/test_backfill.py",
+    "tests/integration/dagster/test_gates.py",
+    "tests/integration/dagster/test_automation.py",
+    "tests/integration/personalization/test_pipeline.py",
+    "tests/integration/test_dbt_catalogue.py",
+    "tests/reliability/test_concurrent_runs.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+
+    def key(item):
+        path = Path(str(item.fspath)).resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
+        return rank.get(path, len(rank))
+
+    items.sort(key=key)  # stable: everything else keeps its collection order

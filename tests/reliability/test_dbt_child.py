@@ -22,6 +22,13 @@ child.wait()
 """
 
 
+def _status(proc):
+    try:
+        return proc.status()
+    except psutil.NoSuchProcess:
+        return None
+
+
 def test_a_child_started_by_the_shim_dies_when_its_parent_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     child_pid = int(parent.stdout.readline())
@@ -32,8 +39,10 @@ def test_a_child_started_by_the_shim_dies_when_its_parent_is_killed():
     assert child.is_running() and "sleep" in child.name()
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
-    gone, _ = psutil.wait_procs([child], timeout=10)
-    assert gone, "the child outlived its killed parent"
+    gone, alive = psutil.wait_procs([child], timeout=10)
+    # exited but not yet reaped by the orphan reaper (PID 1 may reap late on a busy machine) is dead too
+    zombies = [p for p in alive if _status(p) in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, None)]
+    assert gone or zombies, "the child outlived its killed parent"
 
 
 def test_runs_use_the_shim():
