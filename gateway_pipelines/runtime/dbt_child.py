@@ -32,7 +32,17 @@ def die_with_parent() -> bool:
     return True
 
 
+def hear_sigterm() -> None:
+    """SIGTERM at its default action and unblocked. An ignored or blocked signal is inherited through
+    fork and exec, so a parent that ignored or masked SIGTERM (some libraries do, around their own
+    spawns) would leave the death signal with no effect."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def exec_dying_with_parent(argv: list[str]) -> None:
+    hear_sigterm()
     die_with_parent()
     os.execvp(argv[0], argv)
 

@@ -51,6 +51,8 @@ LEARNING_STEPS: tuple[JobStep, ...] = (  # a small generated episode set, then o
     JobStep("episodes_ingest_job", None, {"ops": {"agent_episodes": {"config": {"source": "simulate", "seed": 7,
                                                                                "n_sessions": 400}}}}),
     JobStep("nightly_learning_job"),
+)
+CAUSAL_STEPS: tuple[JobStep, ...] = (
     # causal weights over the simulator's last serve date (its 7-day window holds the whole simulation),
     # with the strategy bandits learning from a simulated strategy log that ends the same day; then the
     # evaluation again, which now scores the causal re-rank against similarity alone
@@ -58,7 +60,8 @@ LEARNING_STEPS: tuple[JobStep, ...] = (  # a small generated episode set, then o
     JobStep("nightly_causal_job", "2026-11-30"),
     JobStep("personalization_evaluation_job", None),
 )
-MAIN_SEQUENCE: tuple[JobStep, ...] = CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS + LEARNING_STEPS
+MAIN_SEQUENCE: tuple[JobStep, ...] = (CATALOGUE_STEPS + MIGRATION_STEPS + PERSONALIZATION_STEPS + LEARNING_STEPS
+                                      + CAUSAL_STEPS)
 
 
 def ingest_sequence(source: str, path: str | None, day: str | None) -> tuple[JobStep, ...]:

@@ -22,6 +22,14 @@ child.wait()
 """
 
 
+def _signal_state(pid: int) -> str:
+    try:
+        lines = open(f"/proc/{pid}/status").read().splitlines()
+    except OSError:
+        return "gone"
+    return "; ".join(x for x in lines if x.startswith(("State", "PPid", "SigBlk", "SigIgn")))
+
+
 def _status(proc):
     try:
         return proc.status()
@@ -42,7 +50,7 @@ def test_a_child_started_by_the_shim_dies_when_its_parent_is_killed():
     gone, alive = psutil.wait_procs([child], timeout=10)
     # exited but not yet reaped by the orphan reaper (PID 1 may reap late on a busy machine) is dead too
     zombies = [p for p in alive if _status(p) in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD, None)]
-    assert gone or zombies, "the child outlived its killed parent"
+    assert gone or zombies, f"the child outlived its killed parent; its signals: {_signal_state(child_pid)}"
 
 
 def test_runs_use_the_shim():
