@@ -224,8 +224,9 @@ class CatalogPlan:
             return
         conn = self.memo
         with conn.transaction():
-            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {MEMO_STAGE} (content_key text, input_digest uuid, "
-                         "hash_context text, embedding_hash text) ON COMMIT DELETE ROWS")
+            conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (content_key text, input_digest uuid, "
+                                 "hash_context text, embedding_hash text) ON COMMIT DELETE ROWS")
+                         .format(sql.Identifier(MEMO_STAGE)))
             with conn.cursor().copy(
                 sql.SQL("COPY pg_temp.{} (content_key, input_digest, hash_context, embedding_hash) FROM STDIN")
                 .format(sql.Identifier(MEMO_STAGE))
