@@ -105,9 +105,9 @@ def _resources(*names: str):
     torn down by Dagster as a run would."""
     import dagster as dg
 
-    from gateway_pipelines.defs.resources import build_resources
+    from gateway_pipelines.defs.resources import build_resources, warehouse_resource
 
-    wired = build_resources()
+    wired = {"warehouse": warehouse_resource()} if set(names) == {"warehouse"} else build_resources()
     with dg.build_resources({k: wired[k] for k in names}) as resources:
         yield resources
 

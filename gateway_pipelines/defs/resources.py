@@ -14,13 +14,6 @@ from pathlib import Path
 import dagster as dg
 
 from gateway_pipelines import settings
-from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
-from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
-from gateway_pipelines.lib.learning.resource import LearningResource
-from gateway_pipelines.lib.migration.resource import LegacyMigrationResource
-from gateway_pipelines.lib.personalization.resource import PersonalizationResource
-from gateway_pipelines.lib.tmdb.resource import TMDBResource
-from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 
@@ -34,9 +27,24 @@ def dbt_executable() -> str:
     return "dbt"
 
 
+def warehouse_resource(env: Mapping[str, str] | None = None) -> WarehouseResource:
+    """The warehouse alone, for commands that need nothing else (`gateway status`, `db url`): the other
+    resources' modules import dbt, scikit-learn and Great Expectations, seconds of start-up they skip."""
+    return WarehouseResource(database_url=settings.from_env("DATABASE_URL", env),
+                             gateway_home=str(settings.gateway_home(env)))
+
+
 def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.ConfigurableResource]:
+    from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
+    from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
+    from gateway_pipelines.lib.learning.resource import LearningResource
+    from gateway_pipelines.lib.migration.resource import LegacyMigrationResource
+    from gateway_pipelines.lib.personalization.resource import PersonalizationResource
+    from gateway_pipelines.lib.tmdb.resource import TMDBResource
+    from gateway_pipelines.lib.vector_store.resource import VectorSearchResource
+
     home = settings.gateway_home(env)
-    warehouse = WarehouseResource(database_url=settings.from_env("DATABASE_URL", env), gateway_home=str(home))
+    warehouse = warehouse_resource(env)
     return {
         "warehouse": warehouse,
         "dbt": DbtWarehouseResource(
