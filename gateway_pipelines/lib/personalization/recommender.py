@@ -26,6 +26,7 @@ Each pick carries an explanation naming what put it there.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,12 @@ class RecommenderModel:
         self.recency[catalogue.years <= 0] = 0.0
         self.duration_h = catalogue.runtime / 60.0
 
+    def with_config(self, config: RecommenderConfig) -> "RecommenderModel":
+        """The same model (catalogue, co-finish counts, weights: shared, not copied) scoring with ``config``."""
+        other = copy.copy(self)
+        other.config = config
+        return other
+
     # ------------------------------------------------------------------ pieces
 
     def exact_ann(self, vector: np.ndarray, n: int, exclude: frozenset[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -193,24 +200,29 @@ class RecommenderModel:
             raise ValueError(f"k={k}: must be at least 1")
         cfg = self.config
         exclude = state.finished
+        excluded = np.fromiter(exclude, dtype=np.int64, count=len(exclude))
         if state.vector is not None:
             cand_a, _ = (ann or self.exact_ann)(state.vector, cfg.n_candidates, exclude)
-            cand_a = np.array([i for i in cand_a if i not in exclude], dtype=np.int64)
+            cand_a = np.asarray(cand_a, dtype=np.int64)
+            cand_a = cand_a[~np.isin(cand_a, excluded)]
         else:
             cand_a = np.zeros(0, dtype=np.int64)
         cand_c, _ = self.cooc_candidates(exclude, cfg.n_candidates)
         if state.cold or (len(cand_a) == 0 and len(cand_c) == 0):
             return self._cold_start(state, k, explain)
-        fused: dict[int, float] = {}
-        sources: dict[int, list[str]] = {}
-        for weight, cands, name in ((cfg.w_content, cand_a, "content"), (cfg.w_cooc, cand_c, "co-occurrence")):
-            for r, i in enumerate(cands.tolist(), 1):
-                fused[i] = fused.get(i, 0.0) + weight / (RRF_K + r)
-                sources.setdefault(i, []).append(name)
-        items = np.array(sorted(fused), dtype=np.int64)
-        f = np.array([fused[i] for i in items.tolist()])
+        # reciprocal-rank fusion; content terms are added before co-occurrence ones, as sources are listed
+        both = np.concatenate([cand_a, np.asarray(cand_c, dtype=np.int64)])
+        terms = np.concatenate([cfg.w_content / (RRF_K + np.arange(1, len(cand_a) + 1)),
+                                cfg.w_cooc / (RRF_K + np.arange(1, len(cand_c) + 1))])
+        items, inverse = np.unique(both, return_inverse=True)
+        f = np.zeros(len(items))
+        np.add.at(f, inverse, terms)
+        in_content = np.zeros(len(items), dtype=bool)
+        in_content[inverse[: len(cand_a)]] = True
+        in_cooc = np.zeros(len(items), dtype=bool)
+        in_cooc[inverse[len(cand_a):]] = True
         f = f / f.max()
-        sim = (self.catalogue.vectors[items] @ state.vector.astype(np.float32)).astype(np.float64) \
+        sim = _dot_rows(self.catalogue.vectors[items], state.vector.astype(np.float32)).astype(np.float64) \
             if state.vector is not None else np.zeros(len(items))
         feats = self.features(state, items)
         causal, causal_ref = self.causal_adjustment(feats)
@@ -219,14 +231,17 @@ class RecommenderModel:
         chosen, relaxed = self._diversify(items, score, k)
         context = self._explain_context(state, items[chosen]) if explain else None
         picks = []
+        names = list(feats)
+        columns = [feats[name][chosen].tolist() for name in names]
         for rank, pos in enumerate(chosen, 1):
             i = int(items[pos])
-            pick_features = {name: float(values[pos]) for name, values in feats.items()}
+            pick_features = {name: values[rank - 1] for name, values in zip(names, columns)}
+            sources = ("content",) * bool(in_content[pos]) + ("co-occurrence",) * bool(in_cooc[pos])
             picks.append(Pick(
                 rank, i, self.catalogue.keys[i], self.catalogue.titles[i], float(score[pos]), float(sim[pos]),
-                float(f[pos]), float(causal[pos]), float(pop[pos]), tuple(sources[i]),
+                float(f[pos]), float(causal[pos]), float(pop[pos]), sources,
                 self.catalogue.genres[i], pick_features,
-                self._explain(state, i, sources[i], pick_features, context, rank - 1, causal_ref) if explain else "",
+                self._explain(state, i, sources, pick_features, context, rank - 1, causal_ref) if explain else "",
             ))
         return Recommendation(state.user_id, picks, "hybrid", relaxed)
 
@@ -258,15 +273,15 @@ class RecommenderModel:
         norm = (score - lo) / (hi - lo) if hi > lo else np.ones(len(score))
         # MMR chooses among the best max(20·k, 400) by score (every candidate, usually)
         pool = np.argsort(-norm, kind="stable")[: max(20 * k, 400)]
+        cap = max(1, math.floor(cfg.max_genre_share * k))
+        base = norm[pool]
         genres = self.catalogue.genre_matrix[items[pool]]  # (pool, G) 0/1
         sizes = genres.sum(axis=1)
-        cap = max(1, math.floor(cfg.max_genre_share * k))
         genre_count = np.zeros(genres.shape[1], dtype=np.int64)
         chosen: list[int] = []
         max_sim = np.zeros(len(pool))
         available = np.ones(len(pool), dtype=bool)
         relaxed = False
-        base = norm[pool]
         while len(chosen) < k and available.any():
             mmr = cfg.mmr_lambda * base - (1 - cfg.mmr_lambda) * max_sim
             full = (genre_count >= cap).astype(np.float32)
@@ -289,13 +304,16 @@ class RecommenderModel:
         return f"genre {', '.join(names)}" if names else "no genre"
 
     def _explain_context(self, state: UserState, picked: np.ndarray):
-        """One matrix product for all picks: similarity to each finished title and co-finish counts."""
+        """For all picks at once: the finished title closest to each (and its similarity), and the
+        finished title most co-finished with each (and the count)."""
         finished = sorted(state.finished)
         if not finished:
             return None
-        sims = self.catalogue.vectors[finished] @ self.catalogue.vectors[picked].T  # (F, k)
-        counts = self.cooc_counts[finished][:, picked].toarray() if self.cooc_counts.nnz else np.zeros_like(sims)
-        return finished, sims, counts
+        fin = np.asarray(finished, dtype=np.int64)
+        sims = _dot_rows(self.catalogue.vectors[fin], self.catalogue.vectors[picked])  # (F, k)
+        counts = self.cooc_counts[fin][:, picked].toarray() if self.cooc_counts.nnz else np.zeros_like(sims)
+        return (fin[sims.argmax(axis=0)].tolist(), sims.max(axis=0).tolist(),
+                fin[counts.argmax(axis=0)].tolist(), counts.max(axis=0).tolist())
 
     def causal_adjustment(self, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
         """c_i of the score (module docstring, step 3) and the candidate means it is relative to."""
@@ -311,14 +329,12 @@ class RecommenderModel:
                  context=None, col: int = 0, causal_ref: dict[str, float] | None = None) -> str:
         parts = []
         if context is not None:
-            finished, sims, counts = context
-            j = finished[int(np.argmax(sims[:, col]))]
-            parts.append(f"close to {self.catalogue.titles[j]!r} that you finished "
-                         f"(similarity {float(sims[:, col].max()):.2f})")
-            if "co-occurrence" in sources and counts[:, col].max() > 0:
-                j = finished[int(np.argmax(counts[:, col]))]
-                parts.append(f"finished by {int(counts[:, col].max())} viewers who also finished "
-                             f"{self.catalogue.titles[j]!r}")
+            closest, similarity, co_title, co_count = context
+            parts.append(f"close to {self.catalogue.titles[closest[col]]!r} that you finished "
+                         f"(similarity {similarity[col]:.2f})")
+            if "co-occurrence" in sources and co_count[col] > 0:
+                parts.append(f"finished by {int(co_count[col])} viewers who also finished "
+                             f"{self.catalogue.titles[co_title[col]]!r}")
         elif state.vector is not None:
             parts.append(f"close to your taste vector (similarity "
                          f"{float(self.catalogue.vectors[i] @ state.vector):.2f})")
@@ -334,6 +350,15 @@ class RecommenderModel:
         if top <= max(10, len(self.catalogue) // 20):
             parts.append(f"popular (#{top})")
         return "; ".join(parts)
+
+
+def _dot_rows(rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """rows @ vectors.T (or @ vector) without BLAS: these products are small (hundreds of rows), and a
+    multi-threaded BLAS call costs more in thread hand-off than the arithmetic, many times more when
+    the cores are busy."""
+    if vectors.ndim == 1:
+        return np.einsum("ij,j->i", rows, vectors)
+    return np.einsum("fd,kd->fk", rows, vectors)
 
 
 def usable_causal_weights(weights: dict | None) -> tuple[dict[str, float], dict[str, str]]:

@@ -5,6 +5,7 @@ Every statement is a constant or composed with `psycopg.sql`; values are always 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -289,11 +290,17 @@ def log_impressions(conn: psycopg.Connection, rec: Recommendation, *, served_at:
                              (served_at.hour + served_at.minute / 60) / 24, device, p.rank,
                              p.features.get("content_duration"), None, json.dumps(extras), run_id, source,
                              rec.strategy, p.popularity, p.similarity, None))
-            cols = sql.SQL(", ").join(map(sql.Identifier, IMPRESSION_COLUMNS))
-            marks = sql.SQL(", ").join(sql.Placeholder() * len(IMPRESSION_COLUMNS))
-            cur.executemany(sql.SQL("INSERT INTO learning.impressions ({}) VALUES ({}) "
-                                    "ON CONFLICT (impression_id) DO NOTHING").format(cols, marks), rows)
+            if rows:  # one multi-row statement: a served list is one insert, not one per pick
+                cur.execute(_impressions_insert(len(rows)), [v for row in rows for v in row])
     return ids
+
+
+@functools.lru_cache(maxsize=16)
+def _impressions_insert(n_rows: int) -> str:
+    cols = sql.SQL(", ").join(map(sql.Identifier, IMPRESSION_COLUMNS))
+    row = sql.SQL("({})").format(sql.SQL(", ").join(sql.Placeholder() * len(IMPRESSION_COLUMNS)))
+    return sql.SQL("INSERT INTO learning.impressions ({}) VALUES {} ON CONFLICT (impression_id) DO NOTHING").format(
+        cols, sql.SQL(", ").join([row] * n_rows)).as_string(None)
 
 
 def write_evaluations(conn: psycopg.Connection, run_id: str, rows) -> int:

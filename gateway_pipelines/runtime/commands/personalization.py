@@ -99,28 +99,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool = True, log: bool = True,
                   config=None):
-    """The library path the CLI uses: catalogue, co-occurrence, the user's state, HNSW candidates."""
+    """The library path the CLI uses: catalogue, co-occurrence, the user's state, HNSW candidates.
+
+    The model (catalogue, co-occurrence, causal weights) is kept in process between calls and read
+    again when the warehouse's version of it changes (lib/personalization/serving.py); the user's
+    state is read on every call, in the same round trip as that check."""
     import numpy as np
 
-    from gateway_pipelines.lib.personalization.catalogue import load_catalogue
-    from gateway_pipelines.lib.personalization.recommender import RecommenderModel
-    from gateway_pipelines.lib.personalization.store import (
-        fct_exists,
-        finished_pairs,
-        latest_causal_weights,
-        log_impressions,
-        user_state,
-    )
+    from gateway_pipelines.lib.personalization.serving import MODELS
+    from gateway_pipelines.lib.personalization.store import log_impressions
     from gateway_pipelines.lib.vector_store.search import search_by_vector
 
-    catalogue = load_catalogue(conn)
-    if not len(catalogue):
-        raise LookupError("the catalogue is empty: run `gateway run` first")
-    pairs = finished_pairs(conn, catalogue) if fct_exists(conn) else []
-    weights, _ = latest_causal_weights(conn)
-    model = RecommenderModel(catalogue, pairs, causal_weights=weights,
-                             config=config or personalization.recommender_config())
-    state = user_state(conn, user_id, catalogue)
+    served, state, _ = MODELS.serve(conn, user_id, config or personalization.recommender_config())
+    catalogue, model, weights = served.catalogue, served.model, served.weights
     index = catalogue.index
 
     def hnsw(vector, n, exclude):

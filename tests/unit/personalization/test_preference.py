@@ -153,3 +153,75 @@ def test_finished_rule():
     assert is_finished(np.array(["play", "play", "complete", "rate", "impression", "dismiss"]),
                        np.array([0.69, 0.7, np.nan, np.nan, 0.9, 1.0])).tolist() == [
         False, True, True, True, False, False]
+
+
+def _reference(events: pd.DataFrame, cat: Catalogue, half_life_days=None) -> dict:
+    """The rule of the module docstring, one event at a time in float64: what the vectorised replay must equal."""
+    index = cat.index
+    rows = events[events["content_key"].isin(index)].copy()
+    rows["t"] = (rows["ts"] - pd.Timestamp("1970-01-01", tz="UTC")) / pd.Timedelta(seconds=1)
+    out = {}
+    for user, mine in rows.sort_values(["user_id", "t", "event_id"]).groupby("user_id", sort=True):
+        v, c, aff, prev = None, 0.1, {}, None
+        for r in mine.itertuples(index=False):
+            if r.event_type not in ("play", "progress", "complete", "rate", "dismiss"):
+                continue
+            delta = 1.0
+            if half_life_days is not None and prev is not None:
+                delta = 0.5 ** (max(r.t - prev, 0.0) / (half_life_days * 86400.0))
+                c = 0.1 + (c - 0.1) * delta
+                aff = {g: 0.5 + (a - 0.5) * delta for g, a in aff.items()}
+            x = cat.vectors[index[r.content_key]].astype(np.float64)
+            if r.event_type == "dismiss":
+                weight, up = 0.5, False
+            else:
+                comp = r.completion if not math.isnan(r.completion) else (
+                    1.0 if r.event_type in ("complete", "rate") else 0.0)
+                missing = math.isnan(r.duration_s) or math.isnan(r.total_duration_s) or r.total_duration_s <= 0
+                ratio = min(comp if missing else r.duration_s / r.total_duration_s, 1.0)
+                rated = 0.3 * r.rating / 10 if not math.isnan(r.rating) else (0.15 if comp > 0.8 else 0.0)
+                s = min(1.0, 0.4 * comp + rated + 0.2 * float(r.is_rewatch) + 0.1 * ratio)
+                alpha = 1 - (1 - min(max(0.3 * (1 + (1 - c)) * (0.5 + 0.5 * s), 0.1), 0.7)) * delta
+                v = x if v is None else (1 - alpha) * v + alpha * x
+                v = v / np.linalg.norm(v)
+                weight, up = s, s > 0.5
+            c = min(max(c + 0.1 * (1 - c) if up else c - 0.05 * c, 0.1), 0.95)
+            for g in cat.genres[index[r.content_key]]:
+                a = aff.get(g, 0.5)
+                aff[g] = min(max(a + (float(up) - a) * 0.1 * weight, 0.0), 1.0)
+            prev = r.t
+        out[user] = (v, c, aff)
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_vectorised_replay_equals_the_rule_applied_event_by_event(seed):
+    from gateway_pipelines.lib.personalization.synthetic import synthetic_catalogue
+
+    rng = np.random.default_rng(seed)
+    cat = synthetic_catalogue(40, clusters=4, seed=seed)
+    n = 400
+    events = pd.DataFrame({
+        "event_id": [f"e{i:04d}" for i in rng.permutation(n)],
+        "user_id": [f"u{u}" for u in rng.integers(0, 7, n)],  # users with few and with many events
+        "content_key": np.array(cat.keys + ["movie-unknown"])[rng.integers(0, len(cat) + 1, n)],
+        "event_type": rng.choice(["play", "progress", "complete", "rate", "impression", "click", "dismiss"], n),
+        "completion": np.where(rng.random(n) < 0.2, np.nan, rng.random(n)),
+        "rating": np.where(rng.random(n) < 0.7, np.nan, rng.integers(0, 11, n).astype(float)),
+        "duration_s": np.where(rng.random(n) < 0.1, np.nan, rng.random(n) * 6000),
+        "total_duration_s": np.where(rng.random(n) < 0.1, 0.0, 6000.0),
+        "is_rewatch": rng.random(n) < 0.1,
+        # whole hours: many events of a user share a time, so the event_id tie-break matters
+        "ts": T0 + pd.to_timedelta(rng.integers(0, 60, n), unit="h"),
+    })
+    for half_life in (None, 2.0):
+        got = compute_preferences(events, cat, half_life_days=half_life)
+        want = _reference(events, cat, half_life)
+        assert got.users == sorted(want)
+        for row, user in enumerate(got.users):
+            v, c, aff = want[user]
+            assert got.has_vector[row] == (v is not None)
+            if v is not None:
+                np.testing.assert_allclose(got.vectors[row], v, atol=2e-6)
+            assert got.confidence[row] == pytest.approx(c, abs=1e-12)
+            assert got.genre_affinities(row) == pytest.approx({str(g): round(a, 6) for g, a in aff.items()}, abs=1e-6)
