@@ -1,6 +1,7 @@
 """Benchmark: DML causal weights of the 9 serve-time features at 100k and 1M impressions.
 
-    .venv/bin/python bench/causal/run.py [--sizes 100000,1000000] [--threads 1] [--out bench/results/causal.json]
+    .venv/bin/python bench/causal/run.py [--sizes 100000,1000000] [--threads 1] [--segment-fit pooled] [--n-rep 1]
+                                         [--out bench/results/causal.json]
 
 The impressions come from the simulator (`lib/personalization/simulator.py`), in chunks of users with
 their own seeds, cached as a pickle in --cache (the simulator is a Python loop: about 3 minutes for
@@ -8,8 +9,13 @@ their own seeds, cached as a pickle in --cache (the simulator is a Python loop: 
 size's, on the library path the asset uses: ``prepare_sample`` (the 1M impressions in, the clicked
 ones out) and ``estimate_all`` (every feature × 10 segments, DoubleML PLR/IRM with cross-fitted ridge
 and logistic nuisances, naive OLS, placebo and random-common-cause refutations). The database read
-is not included. Goal: ≤ 5 minutes for 1M impressions on 2 cores. The load average is printed
-beside the figures: the machine is shared.
+is not included. Goal: ≤ 5 minutes for 1M impressions on 2 cores, every segment. The load average is
+printed beside the figures (the machine is shared), and the CPU seconds of the process: on a busy
+machine they are what the wall time would be on an idle one.
+
+``--segment-fit pooled`` (the asset's default) fits each feature's nuisances once on every row and
+solves the orthogonal score over each segment's rows; ``per_segment`` refits them within each segment
+(the former way), for the side-by-side figure.
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def build(n: int, cache: Path) -> Path:
     return path
 
 
-def one(n: int, path: Path, threads: int, segments: tuple[str, ...] | None) -> dict:
+def one(n: int, path: Path, threads: int, segments: tuple[str, ...] | None, segment_fit: str, n_rep: int) -> dict:
     import gc
 
     with path.open("rb") as fh:
@@ -76,13 +82,15 @@ def one(n: int, path: Path, threads: int, segments: tuple[str, ...] | None) -> d
     sample = prepare_sample(frame)
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    params = CausalParams(threads=threads, **({"segments": segments} if segments else {}))
+    params = CausalParams(threads=threads, segment_fit=segment_fit, n_rep=n_rep,
+                          **({"segments": segments} if segments else {}))
     result = estimate_all(sample, params)
     estimate_s = time.perf_counter() - t0
     dml = result.dml()
     return {
         "impressions": len(frame), "clicked_rows_estimated": sample.used, "features": 9,
-        "segments": list(params.segments), "rows_written": len(result.estimates),
+        "segments": list(params.segments), "segment_fit": segment_fit, "n_rep": n_rep,
+        "rows_written": len(result.estimates),
         "cells_ok": sum(e.ok for e in dml), "cells_not_estimable": sum(not e.ok for e in dml),
         "prepare_s": round(prepare_s, 1), "estimate_s": round(estimate_s, 1),
         "total_s": round(prepare_s + estimate_s, 1), "goal_s": GOAL_S,
@@ -103,6 +111,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--segments", default="", help="comma-separated (default: all ten); 'all' = global only")
+    parser.add_argument("--segment-fit", default="pooled", choices=("pooled", "per_segment"))
+    parser.add_argument("--n-rep", type=int, default=1)
     parser.add_argument("--cache", default="/tmp/gw-bench-causal")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results" / "causal.json"))
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -110,13 +120,15 @@ def main(argv=None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     path = build(max(sizes), Path(args.cache))
     if args.one:
-        print(json.dumps(one(args.one, path, args.threads, tuple(args.segments.split(",")) if args.segments else None)))
+        print(json.dumps(one(args.one, path, args.threads, tuple(args.segments.split(",")) if args.segments else None,
+                             args.segment_fit, args.n_rep)))
         return 0
     results = []
     for n in sizes:
         before = [round(x, 2) for x in os.getloadavg()]
         out = subprocess.run([sys.executable, __file__, "--one", str(n), "--threads", str(args.threads),
-                              "--cache", args.cache, "--sizes", args.sizes, "--segments", args.segments],
+                              "--cache", args.cache, "--sizes", args.sizes, "--segments", args.segments,
+                              "--segment-fit", args.segment_fit, "--n-rep", str(args.n_rep)],
                              capture_output=True, text=True,
                              check=True)
         row = {**json.loads(out.stdout.strip().splitlines()[-1]), "load_average_before": before}
@@ -127,8 +139,11 @@ def main(argv=None) -> int:
         a, b = results[0], results[-1]
         report["scaling"] = {"impressions_ratio": round(b["impressions"] / a["impressions"], 2),
                              "time_ratio": round(b["total_s"] / a["total_s"], 2),
+                             "cpu_ratio": round(b["cpu_s"] / a["cpu_s"], 2),
                              "peak_rss_ratio": round(b["peak_rss_mb"] / a["peak_rss_mb"], 2)}
+    report["goal_s"] = GOAL_S
     report["meets_goal"] = all(r["total_s"] <= GOAL_S for r in results)
+    report["meets_goal_in_cpu_s"] = all(r["cpu_s"] <= GOAL_S for r in results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

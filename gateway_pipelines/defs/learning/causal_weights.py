@@ -55,6 +55,8 @@ class CausalConfig(dg.Config):
     n_folds: int = 3
     seed: int = 0
     segments: list[str] | None = None  # default: all, per device, per daypart, new vs returning
+    n_rep: int = 1  # repeated cross-fitting (median aggregation)
+    segment_fit: str = "pooled"  # pooled nuisances, segment final stage; or per_segment refits (docs/causal.md)
 
 
 def _fail(text: str) -> dg.Failure:
@@ -88,7 +90,7 @@ def _fail(text: str) -> dg.Failure:
 def causal_weights(context: dg.AssetExecutionContext, config: CausalConfig, warehouse: WarehouseResource):
     if not 1 <= config.window_days <= 366:
         raise _fail(f"causal_weights: window_days must be 1..366, got {config.window_days}")
-    params = CausalParams(n_folds=config.n_folds, seed=config.seed,
+    params = CausalParams(n_folds=config.n_folds, seed=config.seed, n_rep=config.n_rep, segment_fit=config.segment_fit,
                           **({"segments": tuple(config.segments)} if config.segments else {}))
     try:
         params.validate()
@@ -138,6 +140,7 @@ def causal_weights(context: dg.AssetExecutionContext, config: CausalConfig, ware
         "estimates_ok": len(ok),
         "not_estimable": len([e for e in dml if not e.ok]),
         "seconds": round(result.seconds, 2),
+        "estimator": f"segment_fit={params.segment_fit}, n_folds={params.n_folds}, n_rep={params.n_rep}",
         "weights": dg.MetadataValue.md(estimates_markdown(result, truth or None) if sample.used else
                                        "no usable impressions in the window: every cell is not estimable"),
     }
