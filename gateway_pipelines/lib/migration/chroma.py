@@ -222,22 +222,42 @@ class ChromaReader:
             embeddings = got["embeddings"]
             documents = got.get("documents") or [None] * len(ids)
             metadatas = got.get("metadatas") or [None] * len(ids)
+            vectors, big_endian = _batch_vectors(embeddings, info.dim)
             batch = []
             for i, rid in enumerate(ids):
                 where = f"Chroma collection {info.name!r} id {rid!r}"
-                vec = as_float32(embeddings[i], where=where)
-                if vec.shape[0] != info.dim:
-                    raise LegacySourceError(f"{where}: dimension {vec.shape[0]}, the collection's is {info.dim}")
+                if vectors is not None:
+                    vec, vec_be = vectors[i], big_endian[i].tobytes()
+                else:  # a batch that is not one clean (n, dim) block: record by record, naming the bad one
+                    vec, vec_be = as_float32(embeddings[i], where=where), None
+                    if vec.shape[0] != info.dim:
+                        raise LegacySourceError(f"{where}: dimension {vec.shape[0]}, the collection's is {info.dim}")
                 doc = documents[i]
                 if doc is not None:
                     doc = storable_text(doc, where=f"{where} document")
                 meta = metadatas[i]
                 meta = json_safe(dict(meta), where=f"{where} metadata") if meta is not None else None
-                batch.append(LegacyRecord(info.name, storable_text(rid, where=where), TARGET, vec, doc, meta).compute())
+                batch.append(LegacyRecord(info.name, storable_text(rid, where=where), TARGET, vec, doc, meta,
+                                          vec_be=vec_be).compute())
             yield batch
             offset += len(ids)
             if len(ids) < self.batch_size:
                 return
+
+
+def _batch_vectors(embeddings, dim: int | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A batch's vectors as one float32 (n, dim) array and its big-endian copy, converted and checked
+    at once; (None, None) when they are not that (the caller then goes record by record)."""
+    try:
+        arr = np.asarray(embeddings)
+    except ValueError:  # ragged
+        return None, None
+    if arr.ndim != 2 or arr.shape[1] != dim or not np.issubdtype(arr.dtype, np.number):
+        return None, None
+    out = arr.astype(np.float32, copy=False)
+    if not np.isfinite(out).all():
+        return None, None
+    return out, out.astype(">f4")
 
 
 def _space(col) -> str:

@@ -1,7 +1,7 @@
 """Exact k-NN on the source side, from the source vectors themselves (never from the source's index).
 
-`exact_top_k` streams the vectors in chunks (a memmap of the spilled source vectors), so memory is
-flat in the size of the source: the queries (at most a few hundred) and one chunk of distances.
+`exact_top_k_blocks` streams the vectors in chunks (read from the file the source vectors were spilled
+to), so memory is flat in the size of the source: the queries (at most a few hundred) and one chunk of distances.
 Distances follow the collection's space the way pgvector's operators do, so that the target side
 (`<->`, `<=>`, `<#>`) ranks the same way: l2 = Euclidean distance, cosine = 1 - cos, ip = -dot.
 """
@@ -9,11 +9,12 @@ Distances follow the collection's space the way pgvector's operators do, so that
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 
 OPERATORS = {"l2": "<->", "cosine": "<=>", "ip": "<#>"}
-CHUNK = 16384
+CHUNK = 4096  # vectors per block: float64 copies of 4096 x 1536 are 50 MB, whatever the source size
 
 
 def sample_positions(n: int, k: int, *, seed: int = 0, salt: str = "") -> list[int]:
@@ -45,17 +46,28 @@ def distances(block: np.ndarray, queries: np.ndarray, space: str) -> np.ndarray:
 
 def exact_top_k(vectors: np.ndarray, queries: np.ndarray, *, k: int, space: str) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the k nearest vectors to each query (nearest first) and each query's k-th distance."""
+    return exact_top_k_blocks((np.asarray(vectors[s:s + CHUNK]) for s in range(0, len(vectors), CHUNK)), queries,
+                              k=k, space=space)
+
+
+def exact_top_k_blocks(blocks: Iterable[np.ndarray], queries: np.ndarray, *, k: int,
+                       space: str) -> tuple[np.ndarray, np.ndarray]:
+    """`exact_top_k` over the vectors given as consecutive blocks (positions count across blocks), so
+    that a caller reading them from a file holds one block at a time."""
     nq = len(queries)
     best_d = np.full((nq, 0), np.inf)
     best_i = np.zeros((nq, 0), dtype=np.int64)
-    for start in range(0, len(vectors), CHUNK):
-        block = np.asarray(vectors[start:start + CHUNK])
+    start = 0
+    for block in blocks:
         d = distances(block, queries, space)
         d = np.where(np.isnan(d), np.inf, d)
         idx = np.broadcast_to(np.arange(start, start + len(block)), d.shape)
+        start += len(block)
         all_d = np.concatenate([best_d, d], axis=1)
         all_i = np.concatenate([best_i, idx], axis=1)
         keep = min(k, all_d.shape[1])
+        if keep == 0:
+            continue
         part = np.argpartition(all_d, keep - 1, axis=1)[:, :keep]
         best_d = np.take_along_axis(all_d, part, axis=1)
         best_i = np.take_along_axis(all_i, part, axis=1)

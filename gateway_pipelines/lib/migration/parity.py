@@ -11,6 +11,11 @@ differ. The queries are composed with psycopg.sql; the import id is the only val
   equal to the source's and to the collection's.
 * k-NN: for the sampled source vectors, the exact top-k computed on the source side against an
   exact pgvector query on the staged rows (mean overlap >= min_overlap, ties at the k-th place count).
+
+The rows and vectors checks first write their comparison, one row of booleans per record, into
+`migration_staging.row_parity` / `vector_parity` (recomputed by every run of the check, so it always
+judges the staging as it is now), and GX validates that table: GX issues several queries per
+expectation, and over the comparison query itself each one recomputed 100k checksums.
 """
 
 from __future__ import annotations
@@ -72,13 +77,24 @@ SELECT coalesce(m.collection, r.collection) AS collection,
 
 VECTORS_SQL = """
 SELECT r.collection, r.source_id,
+       m.vec_md5 IS NOT NULL                                                    AS has_vector,
        m.vec_md5 IS NOT DISTINCT FROM md5(substring(vector_send(r.vec) from 5)) AS vector_equal,
        m.dim IS NOT DISTINCT FROM vector_dims(r.vec)                           AS dim_equal,
-       (r.vec IS NULL OR vector_dims(r.vec) = c.dim)                           AS dim_of_collection
+       (r.vec IS NULL OR vector_dims(r.vec) IS NOT DISTINCT FROM c.dim)        AS dim_of_collection
   FROM migration_staging.records r
   JOIN migration_staging.manifest m USING (import_id, collection, source_id)
   JOIN migration_staging.collections c USING (import_id, collection)
  WHERE r.import_id = {import_id}
+"""
+
+ROW_PARITY_SQL = """
+SELECT collection, source_id, in_source, in_staging, document_equal, metadata_equal
+  FROM migration_staging.row_parity WHERE import_id = {import_id}
+"""
+
+VECTOR_PARITY_SQL = """
+SELECT collection, source_id, has_vector, vector_equal, dim_equal, dim_of_collection
+  FROM migration_staging.vector_parity WHERE import_id = {import_id}
 """
 
 KNN_SQL = """
@@ -96,19 +112,31 @@ def _expected_rows(conn: psycopg.Connection, import_id: int) -> tuple[int, int]:
     return int(total), int(rejects)
 
 
+def _compare(conn: psycopg.Connection, table: str, columns: str, template: str, import_id: int) -> None:
+    """Write the comparison of manifest and staging for `import_id` into `table`, replacing any earlier one,
+    and commit (GX reads it on a connection of its own)."""
+    target = sql.Identifier("migration_staging", table)
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {} WHERE import_id = %s").format(target), (import_id,))
+        conn.execute(sql.SQL("INSERT INTO {} (import_id, " + columns + ") SELECT {id}, x.* FROM ({q}) x").format(
+            target, id=sql.Literal(import_id), q=sql.SQL(template).format(import_id=sql.Literal(import_id))))
+    conn.commit()
+
+
 def check_rows(conn: psycopg.Connection, url: str, import_id: int) -> ParityOutcome:
     import great_expectations as gx
 
     total, rejects = _expected_rows(conn, import_id)
     expected = total - rejects
+    _compare(conn, "row_parity", "collection, source_id, in_source, in_staging, document_equal, metadata_equal",
+             ROWS_SQL, import_id)
     rows = conn.execute(
-        sql.SQL(
-            "WITH x AS ({rows}) SELECT x.collection, coalesce(c.source_count, 0), count(*) FILTER (WHERE in_staging), "
-            "count(*) FILTER (WHERE NOT in_staging), count(*) FILTER (WHERE NOT in_source), "
-            "count(*) FILTER (WHERE NOT document_equal), count(*) FILTER (WHERE NOT metadata_equal) "
-            "FROM x LEFT JOIN migration_staging.collections c ON c.import_id = {id} AND c.collection = x.collection "
-            "GROUP BY x.collection, c.source_count ORDER BY 1"
-        ).format(rows=sql.SQL(ROWS_SQL).format(import_id=sql.Literal(import_id)), id=sql.Literal(import_id))
+        "SELECT x.collection, coalesce(c.source_count, 0), count(*) FILTER (WHERE in_staging), "
+        "count(*) FILTER (WHERE NOT in_staging), count(*) FILTER (WHERE NOT in_source), "
+        "count(*) FILTER (WHERE NOT document_equal), count(*) FILTER (WHERE NOT metadata_equal) "
+        "FROM migration_staging.row_parity x LEFT JOIN migration_staging.collections c ON c.import_id = x.import_id "
+        "AND c.collection = x.collection WHERE x.import_id = %s GROUP BY x.collection, c.source_count ORDER BY 1",
+        (import_id,),
     ).fetchall()
     # quarantined lines belong to the one collection of an export
     per = [
@@ -119,19 +147,18 @@ def check_rows(conn: psycopg.Connection, url: str, import_id: int) -> ParityOutc
     differing = [
         f"{c}/{i}: {why}"
         for c, i, why in conn.execute(
-            sql.SQL(
-                "WITH x AS ({rows}) SELECT collection, source_id, concat_ws(', ', "
-                "CASE WHEN NOT in_staging THEN 'missing from staging' END, "
-                "CASE WHEN NOT in_source THEN 'not in the source' END, "
-                "CASE WHEN in_source AND in_staging AND NOT document_equal THEN 'document differs' END, "
-                "CASE WHEN in_source AND in_staging AND NOT metadata_equal THEN 'metadata differs' END) "
-                "FROM x WHERE NOT (in_source AND in_staging AND document_equal AND metadata_equal) "
-                "ORDER BY 1, 2 LIMIT {n}"
-            ).format(rows=sql.SQL(ROWS_SQL).format(import_id=sql.Literal(import_id)), n=sql.Literal(MAX_IDS))
+            "SELECT collection, source_id, concat_ws(', ', "
+            "CASE WHEN NOT in_staging THEN 'missing from staging' END, "
+            "CASE WHEN NOT in_source THEN 'not in the source' END, "
+            "CASE WHEN in_source AND in_staging AND NOT document_equal THEN 'document differs' END, "
+            "CASE WHEN in_source AND in_staging AND NOT metadata_equal THEN 'metadata differs' END) "
+            "FROM migration_staging.row_parity WHERE import_id = %s "
+            "AND NOT (in_source AND in_staging AND document_equal AND metadata_equal) ORDER BY 1, 2 LIMIT %s",
+            (import_id, MAX_IDS),
         ).fetchall()
     ]
     count_ok = all(p["staged"] == p["source_count"] for p in per) if per else expected == 0
-    outcome = run_query_suite(url, f"legacy_rows_{import_id}", _query(conn, ROWS_SQL, import_id), [
+    outcome = run_query_suite(url, f"legacy_rows_{import_id}", _query(conn, ROW_PARITY_SQL, import_id), [
         gx.expectations.ExpectTableRowCountToEqual(value=expected),
         gx.expectations.ExpectColumnValuesToBeInSet(column="in_source", value_set=[True]),
         gx.expectations.ExpectColumnValuesToBeInSet(column="in_staging", value_set=[True]),
@@ -153,33 +180,33 @@ def check_rows(conn: psycopg.Connection, url: str, import_id: int) -> ParityOutc
 def check_vectors(conn: psycopg.Connection, url: str, import_id: int) -> ParityOutcome:
     import great_expectations as gx
 
+    _compare(conn, "vector_parity", "collection, source_id, has_vector, vector_equal, dim_equal, dim_of_collection",
+             VECTORS_SQL, import_id)
     per = [
         {"collection": r[0], "dim": r[1], "vectors": int(r[2]), "bit_identical": int(r[3]), "differ": int(r[4]),
          "wrong_dim": int(r[5])}
         for r in conn.execute(
-            sql.SQL(
-                "WITH x AS ({q}) SELECT x.collection, c.dim, count(*) FILTER (WHERE m.vec_md5 IS NOT NULL), "
-                "count(*) FILTER (WHERE vector_equal AND m.vec_md5 IS NOT NULL), count(*) FILTER (WHERE NOT vector_equal), "
-                "count(*) FILTER (WHERE NOT (dim_equal AND dim_of_collection)) FROM x "
-                "JOIN migration_staging.manifest m ON m.import_id = {id} AND m.collection = x.collection "
-                "AND m.source_id = x.source_id JOIN migration_staging.collections c ON c.import_id = {id} "
-                "AND c.collection = x.collection GROUP BY x.collection, c.dim ORDER BY 1"
-            ).format(q=sql.SQL(VECTORS_SQL).format(import_id=sql.Literal(import_id)), id=sql.Literal(import_id))
+            "SELECT x.collection, c.dim, count(*) FILTER (WHERE has_vector), "
+            "count(*) FILTER (WHERE vector_equal AND has_vector), count(*) FILTER (WHERE NOT vector_equal), "
+            "count(*) FILTER (WHERE NOT (dim_equal AND dim_of_collection)) FROM migration_staging.vector_parity x "
+            "JOIN migration_staging.collections c ON c.import_id = x.import_id AND c.collection = x.collection "
+            "WHERE x.import_id = %s GROUP BY x.collection, c.dim ORDER BY 1",
+            (import_id,),
         ).fetchall()
     ]
     differing = [
         f"{c}/{i}: {why}"
         for c, i, why in conn.execute(
-            sql.SQL(
-                "WITH x AS ({q}) SELECT collection, source_id, concat_ws(', ', "
-                "CASE WHEN NOT vector_equal THEN 'vector differs (checksum)' END, "
-                "CASE WHEN NOT dim_equal THEN 'dimension differs' END, "
-                "CASE WHEN NOT dim_of_collection THEN 'dimension is not the collection''s' END) "
-                "FROM x WHERE NOT (vector_equal AND dim_equal AND dim_of_collection) ORDER BY 1, 2 LIMIT {n}"
-            ).format(q=sql.SQL(VECTORS_SQL).format(import_id=sql.Literal(import_id)), n=sql.Literal(MAX_IDS))
+            "SELECT collection, source_id, concat_ws(', ', "
+            "CASE WHEN NOT vector_equal THEN 'vector differs (checksum)' END, "
+            "CASE WHEN NOT dim_equal THEN 'dimension differs' END, "
+            "CASE WHEN NOT dim_of_collection THEN 'dimension is not the collection''s' END) "
+            "FROM migration_staging.vector_parity WHERE import_id = %s "
+            "AND NOT (vector_equal AND dim_equal AND dim_of_collection) ORDER BY 1, 2 LIMIT %s",
+            (import_id, MAX_IDS),
         ).fetchall()
     ]
-    outcome = run_query_suite(url, f"legacy_vectors_{import_id}", _query(conn, VECTORS_SQL, import_id), [
+    outcome = run_query_suite(url, f"legacy_vectors_{import_id}", _query(conn, VECTOR_PARITY_SQL, import_id), [
         gx.expectations.ExpectColumnValuesToBeInSet(column="vector_equal", value_set=[True]),
         gx.expectations.ExpectColumnValuesToBeInSet(column="dim_equal", value_set=[True]),
         gx.expectations.ExpectColumnValuesToBeInSet(column="dim_of_collection", value_set=[True]),

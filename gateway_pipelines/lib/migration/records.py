@@ -42,9 +42,14 @@ class LegacyRecord:
     document: str | None = None
     metadata: dict[str, Any] | None = None
     digests: dict[str, Any] = field(default_factory=dict)
+    # the vector's float32 values big-endian, as pgvector's binary form and the checksum both take them;
+    # a reader that converts a whole batch at once passes them in
+    vec_be: bytes | None = field(default=None, repr=False)
 
     def compute(self) -> LegacyRecord:
-        vec_md5 = vector_md5(self.vector) if self.vector is not None else None
+        if self.vector is not None and self.vec_be is None:
+            self.vec_be = np.ascontiguousarray(self.vector, dtype=">f4").tobytes()
+        vec_md5 = hashlib.md5(self.vec_be).hexdigest() if self.vec_be is not None else None
         doc_md5 = text_md5(self.document) if self.document is not None else None
         meta_text = canonical_json(self.metadata) if self.metadata is not None else None
         self.digests = {

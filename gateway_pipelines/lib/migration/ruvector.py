@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway_pipelines.lib.migration.records import (
     VECTOR_COLUMNS,
     LegacyRecord,
@@ -78,7 +80,7 @@ class RuVectorReader:
                 if not text.strip():
                     continue
                 try:
-                    yield n, text, json.loads(text)
+                    yield n, text, _loads(raw)
                 except json.JSONDecodeError as exc:
                     yield n, text, ValueError(f"not JSON: {exc.msg} at column {exc.colno}")
                 except RecursionError:
@@ -119,7 +121,7 @@ class RuVectorReader:
         vector = obj.get("vector", obj.get("embedding"))
         if not isinstance(vector, list) or not vector:
             raise ValueError("missing 'vector' (a list of numbers)")
-        if any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in vector):
+        if not set(map(type, vector)) <= _NUMBER_TYPES:  # bool is not int here, as it should be
             raise ValueError("'vector' holds values that are not numbers")
         vec = as_float32(vector, where=f"line {line}")
         dim = int(vec.shape[0])
@@ -139,6 +141,19 @@ class RuVectorReader:
                 raise ValueError("'document' must be a string")
             document = storable_text(document, where=f"line {line} document")
         return LegacyRecord(info.name, storable_text(rid, where=f"line {line} id"), TARGET, vec, document, metadata)
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson for speed; what it refuses goes to the stdlib parser, which decides, so the records read
+    and the reasons given are the stdlib's (it also takes NaN, lone surrogate escapes and huge ints,
+    which the checks after it then refuse by name)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw.decode("utf-8"))
 
 
 def _evidence(text: str) -> str:

@@ -14,6 +14,7 @@ import, in which case nothing is staged at all).
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import tempfile
@@ -28,11 +29,11 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
-from gateway_pipelines.lib.migration.knn import exact_top_k, sample_positions
+from gateway_pipelines.lib.migration.knn import CHUNK, exact_top_k_blocks, sample_positions
 from gateway_pipelines.lib.migration.records import LegacySourceError
 from gateway_pipelines.lib.migration.sources import CollectionInfo, LegacyReader, source_key
 
-STAGING_TABLES = ("records", "manifest", "collections", "knn_queries")
+STAGING_TABLES = ("records", "manifest", "collections", "knn_queries", "row_parity", "vector_parity")
 
 
 @dataclass
@@ -173,6 +174,8 @@ def _vector_dumper(conn: psycopg.Connection) -> type[Dumper]:
     return VectorDumper
 
 
+_VEC_HEADER = struct.Struct(">HH")  # pgvector's binary form: dimension, unused, then big-endian float4s
+
 RECORD_COPY = (
     "COPY migration_staging.records (import_id, collection, source_id, target, document, metadata, vec) "
     "FROM STDIN (FORMAT BINARY)"
@@ -206,19 +209,21 @@ def stage_source(
         spill_root.mkdir(parents=True, exist_ok=True)
     with url_connect() as rec_conn, url_connect() as man_conn:
         dumper = _vector_dumper(rec_conn)
-        vector_oid = dumper.oid
         t0 = time.perf_counter()
         infos = reader.collections()
         read_s += time.perf_counter() - t0
         for info in infos:
             col = CollectionReport(info.name, info.target, info.dim, info.space, info.source_count)
-            ids: list[str] = []
             fd, spill_name = tempfile.mkstemp(prefix="legacy-", suffix=".f32", dir=spill_root)
+            ids_name = spill_name[:-4] + ".ids"  # one JSON string a line, in the order of the vectors
             try:
-                with os.fdopen(fd, "wb") as spill, rec_conn.cursor() as rcur, man_conn.cursor() as mcur:
-                    rcur.adapters.register_dumper(np.ndarray, dumper)
+                with os.fdopen(fd, "wb") as spill, open(ids_name, "wb") as id_spill, \
+                        rec_conn.cursor() as rcur, man_conn.cursor() as mcur:
                     with rcur.copy(RECORD_COPY) as rcopy, mcur.copy(MANIFEST_COPY) as mcopy:
-                        rcopy.set_types(["int8", "text", "text", "text", "text", "jsonb", vector_oid])
+                        # metadata and vector go as their binary wire forms, built from what the reader
+                        # already serialised (the canonical JSON, the big-endian float32s): COPY's binary
+                        # format carries no types, and 'bytea' passes the bytes through as they are
+                        rcopy.set_types(["int8", "text", "text", "text", "text", "bytea", "bytea"])
                         mcopy.set_types(["int8", "text", "text", "int4", "text", "text", "text", "text"])
                         batches = reader.batches(info)
                         while True:
@@ -229,15 +234,19 @@ def stage_source(
                                 break
                             for r in batch:
                                 d = r.digests
-                                rcopy.write_row((import_id, r.collection, r.source_id, r.target, r.document,
-                                                 Jsonb(r.metadata) if r.metadata is not None else None, r.vector))
-                                mcopy.write_row((import_id, r.collection, r.source_id, d["dim"], d["vec_md5"],
-                                                 d["doc_md5"], d["meta_text"], d["fingerprint"]))
-                                if r.vector is not None:
+                                meta = d["meta_text"]
+                                vec = None
+                                if r.vec_be is not None:
+                                    vec = _VEC_HEADER.pack(d["dim"], 0) + r.vec_be
                                     if col.dim is None:
-                                        col.dim = int(r.vector.shape[0])
+                                        col.dim = d["dim"]
                                     spill.write(np.ascontiguousarray(r.vector, dtype=np.float32).tobytes())
-                                    ids.append(r.source_id)
+                                    id_spill.write(json.dumps(r.source_id).encode() + b"\n")
+                                    col.with_vector += 1
+                                rcopy.write_row((import_id, r.collection, r.source_id, r.target, r.document,
+                                                 None if meta is None else b"\x01" + meta.encode(), vec))
+                                mcopy.write_row((import_id, r.collection, r.source_id, d["dim"], d["vec_md5"],
+                                                 d["doc_md5"], meta, d["fingerprint"]))
                             col.staged += len(batch)
                 man_conn.commit()
                 rec_conn.commit()
@@ -245,10 +254,10 @@ def stage_source(
                 col.dim = info.dim or col.dim
                 col.source_count = info.source_count
                 col.state = info.state
-                col.with_vector = len(ids)
-                if ids and col.space:
-                    col.knn_queries = _stage_knn(rec_conn, import_id, info.name, col.space, spill_name, ids,
-                                                 col.dim, n=knn_queries, k=k, seed=seed, vector_dumper=dumper)
+                if col.with_vector and col.space:
+                    col.knn_queries = _stage_knn(rec_conn, import_id, info.name, col.space, spill_name, ids_name,
+                                                 col.with_vector, col.dim, n=knn_queries, k=k, seed=seed,
+                                                 vector_dumper=dumper)
                 rec_conn.execute(
                     "INSERT INTO migration_staging.collections (import_id, collection, target, dim, space, "
                     "source_count, state) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -257,6 +266,8 @@ def stage_source(
                 rec_conn.commit()
             finally:
                 os.unlink(spill_name)
+                if os.path.exists(ids_name):
+                    os.unlink(ids_name)
             report.collections.append(col)
             if on_collection:
                 on_collection(col)
@@ -291,12 +302,27 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _stage_knn(conn, import_id: int, collection: str, space: str, spill_name: str, ids: list[str], dim: int, *,
-               n: int, k: int, seed: int, vector_dumper) -> int:
-    vectors = np.memmap(spill_name, dtype=np.float32, mode="r", shape=(len(ids), dim))
-    positions = sample_positions(len(ids), n, seed=seed, salt=collection)
-    queries = np.array(vectors[positions], dtype=np.float32)
-    neighbours, kth = exact_top_k(vectors, queries, k=min(k, len(ids)), space=space)
+def _stage_knn(conn, import_id: int, collection: str, space: str, spill_name: str, ids_name: str, n_vectors: int,
+               dim: int, *, n: int, k: int, seed: int, vector_dumper) -> int:
+    """Sample the queries, compute their exact top-k over the spilled source vectors block by block (memory
+    flat in the source's size), and stage them with the source ids of their neighbours."""
+    positions = sample_positions(n_vectors, n, seed=seed, salt=collection)
+    row_bytes = 4 * dim
+    with open(spill_name, "rb") as f:
+        queries = np.empty((len(positions), dim), dtype=np.float32)
+        for qi, pos in enumerate(positions):
+            f.seek(pos * row_bytes)
+            queries[qi] = np.frombuffer(f.read(row_bytes), dtype=np.float32)
+        f.seek(0)
+        chunks = iter(lambda: f.read(CHUNK * row_bytes), b"")
+        blocks = (np.frombuffer(c, dtype=np.float32).reshape(-1, dim) for c in chunks)
+        neighbours, kth = exact_top_k_blocks(blocks, queries, k=min(k, n_vectors), space=space)
+    wanted = set(positions) | set(int(j) for j in neighbours.ravel())
+    id_of: dict[int, str] = {}
+    with open(ids_name, "rb") as f:
+        for pos, line in enumerate(f):
+            if pos in wanted:
+                id_of[pos] = json.loads(line)
     with conn.cursor() as cur:
         cur.adapters.register_dumper(np.ndarray, vector_dumper)
         with cur.copy(
@@ -305,9 +331,8 @@ def _stage_knn(conn, import_id: int, collection: str, space: str, spill_name: st
         ) as copy:
             copy.set_types(["int8", "text", "text", vector_dumper.oid, "text[]", "float8"])
             for qi, pos in enumerate(positions):
-                copy.write_row((import_id, collection, ids[pos], queries[qi], [ids[j] for j in neighbours[qi]],
+                copy.write_row((import_id, collection, id_of[pos], queries[qi], [id_of[int(j)] for j in neighbours[qi]],
                                 float(kth[qi])))
-    del vectors
     return len(positions)
 
 
