@@ -14,7 +14,7 @@ from gateway_pipelines.defs.learning import checks
 from gateway_pipelines.defs.learning.partitions import as_of, learning_partitions
 from gateway_pipelines.lib.learning.consolidation import consolidate, skills_markdown
 from gateway_pipelines.lib.learning.episodes import load_jsonl, scan_episode_landing, store_generated
-from gateway_pipelines.lib.learning.experiments import run_experiments
+from gateway_pipelines.lib.learning.experiments import honoured_interventions, run_experiments
 from gateway_pipelines.lib.learning.generator import FAMILIES, generate_episodes
 from gateway_pipelines.lib.learning.learner import edges_markdown, forest_plot_png, learn_edges
 from gateway_pipelines.lib.learning.resource import LearningResource
@@ -58,10 +58,11 @@ EDGES_SCHEMA = dg.TableSchema(columns=[
 ])
 EXPERIMENTS_SCHEMA = dg.TableSchema(columns=[
     _col("id", "bigint", "experiment id, written back to causal_edges.experiment_ids"),
-    _col("status", "text", "running | completed | failed"),
-    _col("uplift", "double precision", "treatment mean - control mean (Welch)"),
+    _col("status", "text", "running | completed | failed (deadline passed before n per arm)"),
+    _col("uplift", "double precision", "treatment mean - control mean (Welch), randomised arms"),
     _col("p_value", "double precision", "Welch t-test, scipy"),
-    _col("sample_size", "integer", "observations recorded"),
+    _col("sample_size", "integer", "observations recorded (one per new session: its first B episode); the "
+         "pre-registered n_per_arm, conclusion and compliance are in metadata"),
 ])
 
 
@@ -73,6 +74,9 @@ class EpisodesConfig(dg.Config):
     n_families: int = 8
     days: int = 30
     end_date: str | None = None  # simulate: the last day of the set (default: the newest nightly partition)
+    # simulate: the simulated agents follow the running experiments' assignments (off by default, so a
+    # rerun of `make run` generates the same set; on, the set differs while experiments run)
+    honour_experiments: bool = False
 
 
 class NightlyConfig(dg.Config):
@@ -117,12 +121,14 @@ def agent_episodes(context: dg.AssetExecutionContext, config: EpisodesConfig, wa
                 date.fromisoformat(end)
             except ValueError as exc:
                 raise _fail(f"agent_episodes: end_date {end!r} is not YYYY-MM-DD") from exc
+            interventions = honoured_interventions(conn) if config.honour_experiments else ()
             gen = generate_episodes(seed=config.seed, n_sessions=config.n_sessions, n_families=config.n_families,
-                                    days=config.days, end_date=end)
+                                    days=config.days, end_date=end, interventions=interventions)
             out = store_generated(conn, gen)
             metadata.update({"set_id": out["set_id"], "rows_read": out["read"], "rows_inserted": out["inserted"],
                              "rows_duplicate": out["duplicates"], "distinct_tasks": gen.truth["n_distinct_tasks"],
-                             "planted_effects": dg.MetadataValue.json(gen.truth["planted_effects"])})
+                             "planted_effects": dg.MetadataValue.json(gen.truth["planted_effects"]),
+                             "experiments_honoured": len(interventions)})
         else:
             if config.source == "file":
                 if not config.path or not Path(config.path).is_file():
@@ -214,6 +220,10 @@ def causal_edges(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         "batch_processed": result.batch_processed, "watermark": result.watermark_after,
         "cluster_pairs_evaluated": result.pairs_evaluated, "episode_pairs_evaluated": result.episode_pairs,
         "pairs_skipped_small": result.pairs_skipped, "covariates": ", ".join(result.covariates) or "-",
+        "batches_computed": result.batches_computed, "batches_reopened_by_late_episodes": result.batches_reopened,
+        "late_episodes": result.late_episodes, "cells_written": result.cells_written,
+        "batches_remapped_by_consolidation": result.batches_remapped,
+        **{f"learner_{k}": v for k, v in result.timings.items()},
         "edges_causal": sum(e["verdict"] == "causal" for e in result.edges),
         "seconds": round(time.perf_counter() - started, 2),
         "edges": dg.MetadataValue.md(edges_markdown(result.edges)),
@@ -234,8 +244,10 @@ def causal_edges(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 @dg.asset(**_partitioned(
     "causal_experiments", EXPERIMENTS_SCHEMA, "memory.causal_experiments",
-    "A/B follow-ups of edges with wide intervals: observations from new episodes, completion by Welch's "
-    "t-test (scipy) once both arms have enough, the result written back to the edge; failed past a deadline.",
+    "Randomised A/B follow-ups of edges with wide intervals (sessions assigned by a hash): one observation "
+    "per new session, a sample size fixed by a power analysis at creation, a single Welch t-test (scipy) once "
+    "both arms reach it (so nightly looks do not inflate alpha), the result written back to the edge; "
+    "failed past a deadline.",
     ["causal_edges"]))
 def causal_experiments(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                        learning: LearningResource) -> dg.MaterializeResult:
@@ -245,15 +257,26 @@ def causal_experiments(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         out = run_experiments(conn, end, learning.experiment_params())
         check = checks.result(conn, "causal_experiments")
         counts = dict(conn.execute("SELECT status, count(*) FROM memory.causal_experiments GROUP BY 1").fetchall())
+        progress = conn.execute(
+            "SELECT x.id, x.metadata, count(*) FILTER (WHERE o.is_treatment), count(*) FILTER (WHERE NOT o.is_treatment) "
+            "FROM memory.causal_experiments x LEFT JOIN memory.causal_observations o ON o.experiment_id = x.id "
+            "WHERE x.status = 'running' AND x.metadata ? 'edge_id' GROUP BY x.id ORDER BY x.id LIMIT 20").fetchall()
     meta = {"dagster/row_count": int(sum(counts.values())), "rows_inserted": out["created"],
             "observations_recorded": out["observations"], "completed_now": out["completed"],
             "failed_now": out["failed"], "running": int(counts.get("running", 0)),
-            "completed": int(counts.get("completed", 0))}
+            "completed": int(counts.get("completed", 0)), "failed": int(counts.get("failed", 0))}
     if out["results"]:
         meta["results"] = dg.MetadataValue.md(
-            "| experiment | uplift | 95% CI | p | n treated / control |\n|---|---|---|---|---|\n" + "\n".join(
-                f"| {r['experiment_id']} | {r['uplift']:+.3f} | [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] | "
-                f"{r['p_value']:.3g} | {r['n_treated']} / {r['n_control']} |" for r in out["results"]))
+            "| experiment | conclusion | uplift | 95% CI | p | n per arm | compliance |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(f"| {r['experiment_id']} | {r['conclusion']} | {r['uplift']:+.3f} | [{r['ci_low']:+.3f}, "
+                        f"{r['ci_high']:+.3f}] | {r['p_value']:.3g} | {r['n_per_arm']} | {r['compliance']:.2f} |"
+                        for r in out["results"]))
+    if progress:
+        meta["running_experiments"] = dg.MetadataValue.md(
+            "| experiment | edge | treated / control of n per arm | power at mde | deadline |\n|---|---|---|---|---|\n"
+            + "\n".join(f"| {i} | {m.get('edge_id')} | {t} / {c} of {m.get('n_per_arm', '-')} | "
+                        f"{m.get('power_at_mde', '-')} | {str(m.get('deadline', '-'))[:10]} |"
+                        for i, m, t, c in progress))
     return dg.MaterializeResult(metadata=meta, check_results=[check])
 
 

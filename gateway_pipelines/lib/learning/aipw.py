@@ -228,13 +228,18 @@ def _crossfit(x, t, y, folds, n_folds, min_arm, psi) -> None:
 
 def estimate_pairs(frame: pd.DataFrame, covariates: list[str], *, window_minutes: float = 60.0, folds: int = 5,
                    min_arm: int = 20, units_mask: np.ndarray | None = None,
-                   include_self: bool = True) -> tuple[list[PairEvidence], dict]:
+                   include_self: bool = True, to_clusters: set[int] | None = None,
+                   n_clusters: int | None = None) -> tuple[list[PairEvidence], dict]:
     """AIPW evidence for every ordered pair of clusters.
 
     ``frame``: one row per episode with ``id, session_id, ts`` (datetime), ``cluster`` (int, -1 for
     unclustered), ``reward`` and the covariate columns. Rows are exposures for every unit in their
     session; ``units_mask`` picks which rows are units (the learner's new episodes), default all.
     Pairs need ``min_arm`` treated and control units; the others are counted as skipped.
+    ``to_clusters`` limits the evaluation to pairs (*, B) of those B (the learner's re-opened pairs);
+    ``n_clusters`` fixes the number of clusters (columns keep their order whatever the frame holds).
+    A pair's result depends on B's units and their sessions only (imputation included), so
+    re-evaluating one B after a late episode elsewhere gives bit-identical figures for the others.
     """
     df = frame.sort_values(["session_id", "ts", "id"], kind="stable").reset_index(drop=True)
     if units_mask is not None:
@@ -244,7 +249,8 @@ def estimate_pairs(frame: pd.DataFrame, covariates: list[str], *, window_minutes
         mask = np.ones(len(df), dtype=bool)
     clusters = df["cluster"].to_numpy(dtype=np.int64)
     valid = clusters >= 0
-    n_clusters = int(clusters.max()) + 1 if valid.any() else 0
+    if n_clusters is None:
+        n_clusters = int(clusters.max()) + 1 if valid.any() else 0
     info = {"units": 0, "pairs_evaluated": 0, "episode_pairs": 0,
             "pairs_skipped": 0, "cluster_pairs": n_clusters * n_clusters}
     if n_clusters == 0:
@@ -263,7 +269,6 @@ def estimate_pairs(frame: pd.DataFrame, covariates: list[str], *, window_minutes
     session_cols = [df[c].astype(float).to_numpy() for c in covariates]
     base_cols = session_cols + [v ** 2 for v in session_cols] + [np.log1p(position)]
     base = np.column_stack(base_cols)
-    base = np.where(np.isnan(base), np.nanmean(base, axis=0) if len(base) else 0.0, base)
     other = exposed.astype(float)
     info["units"] = int((mask & valid).sum())
     y_all = df["reward"].astype(float).to_numpy()
@@ -271,9 +276,15 @@ def estimate_pairs(frame: pd.DataFrame, covariates: list[str], *, window_minutes
     ids = df["id"].to_numpy()
     out: list[PairEvidence] = []
     for b in range(n_clusters):
+        if to_clusters is not None and b not in to_clusters:
+            continue
         units = np.nonzero(mask & valid & (clusters == b))[0]
         if len(units) == 0:
             continue
+        x_base = base[units]
+        if np.isnan(x_base).any():  # impute from B's own units: other clusters' episodes do not matter
+            fill = np.nanmean(x_base, axis=0)
+            x_base = np.where(np.isnan(x_base), np.where(np.isnan(fill), 0.0, fill), x_base)
         y, f = y_all[units], fold_all[units]
         sess_codes, sess_uniques = pd.factorize(codes[units])
         sess, n_sess = sess_codes, len(sess_uniques)
@@ -288,7 +299,7 @@ def estimate_pairs(frame: pd.DataFrame, covariates: list[str], *, window_minutes
                 continue
             # covariates: the session's, the position, and which *other* clusters were in the window
             # (so the effect is A's own, not "A instead of another task that has an effect on B")
-            x = np.column_stack([base[units], np.delete(other[units], a, axis=1)])
+            x = np.column_stack([x_base, np.delete(other[units], a, axis=1)])
             sd = x.std(axis=0)
             keep = sd > 0
             x = (x[:, keep] - x[:, keep].mean(axis=0)) / sd[keep]

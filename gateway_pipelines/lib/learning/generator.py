@@ -17,6 +17,14 @@ What the generator plants, and stores beside every set (`GeneratedSet.truth`):
   confounded families more frequent (weight ``exp(confounding * s)``), so "C before D" is more common
   in sessions of skilled agents, whose rewards are higher anyway: a naive difference of means reports a
   C -> D effect that is not there; an estimator that adjusts for the session covariate does not.
+* **Experiments honoured (optional).** ``interventions = ((experiment_id, A, B[, task]), ...)``: the simulated
+  agents follow the platform's A/B assignment (:func:`~gateway_pipelines.lib.learning.experiments.assigned_treatment`
+  of the experiment and the session). In a treatment session that has an episode of B, an episode of A is
+  inserted just before its first B (30 s, or halfway to the episode before); in a control session, the episodes of A before its first B are dropped.
+  Nothing else changes, so the difference between the arms is A's effect on B (the planted delta, or 0).
+  The inserted episode's task is ``task`` when given (the skill's own wording: a family that the
+  consolidation split in two is still one family here), else a paraphrase of A.
+  Without interventions the output is exactly what it was before this option existed.
 
 Rewards: ``mu + 0.15 (success - p) + skill_reward * s + sum(effects) + N(0, noise)``, clipped to [0, 1]
 (the means are kept inside [0.3, 0.8] so clipping is rare and the planted deltas are the effects on the
@@ -137,12 +145,17 @@ class GeneratorParams:
     confounded: tuple[int, int] = (6, 7)  # both more frequent for skilled agents; no effect between them
     session_prefix: str = "sim"
     session_offset: int = 0  # session numbering starts here (a second batch of the same seed family)
+    interventions: tuple[tuple, ...] = ()  # (experiment id, family A, family B[, task of A]) honoured
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["effects"] = [list(e) for e in self.effects]
         d["confounded"] = list(self.confounded)
+        if self.interventions:
+            d["interventions"] = [list(i) for i in self.interventions]
+        else:
+            d.pop("interventions")  # sets generated without them keep their set ids
         return d
 
     @property
@@ -178,6 +191,9 @@ def generate_episodes(params: GeneratorParams | None = None, **overrides) -> Gen
     in_range = tuple((a, b, d) for a, b, d in p.effects if 0 <= a < p.n_families and 0 <= b < p.n_families)
     if in_range != p.effects:
         p = replace(p, effects=in_range)
+    ivs = tuple(tuple(i) for i in p.interventions if 0 <= i[1] < p.n_families and 0 <= i[2] < p.n_families)
+    if ivs != tuple(tuple(i) for i in p.interventions):
+        p = replace(p, interventions=ivs)
     conf = tuple(c for c in p.confounded if c < p.n_families)
     rng = np.random.default_rng(p.seed)
     fams = FAMILIES[: p.n_families]
@@ -211,6 +227,9 @@ def generate_episodes(params: GeneratorParams | None = None, **overrides) -> Gen
     within = csum - csum[first] + 0.0
     ts_seconds = (-start_offsets[sess_idx]) + within  # relative to `end`
     ts_seconds = np.round(ts_seconds, 3)
+    if p.interventions:
+        sess_idx, pos, fam_idx, ts_seconds, lengths, forced = _honour(p, sess_idx, fam_idx, ts_seconds, n)
+        total = int(lengths.sum())
 
     p_succ = np.array([f.p_success for f in fams])
     success = rng.random(total) < p_succ[fam_idx]
@@ -245,7 +264,7 @@ def generate_episodes(params: GeneratorParams | None = None, **overrides) -> Gen
         fi = int(fam_idx[i])
         fam = fams[fi]
         ss = strings[fi]
-        task = ss[int(pick_task[i] * len(ss))]
+        task = (forced[i] if p.interventions else None) or ss[int(pick_task[i] * len(ss))]
         techs = [fam.techniques[int(k) % len(fam.techniques)] for k in pick_tech[i]]
         ok = bool(success[i])
         if ok:
@@ -289,6 +308,35 @@ def generate_episodes(params: GeneratorParams | None = None, **overrides) -> Gen
         "n_distinct_tasks": int(df["task"].nunique()),
     }
     return GeneratedSet(p, df, truth)
+
+
+def _honour(p: GeneratorParams, sess_idx, fam_idx, ts_seconds, n_sessions):
+    """Apply the experiments' assignments session by session (see the module docstring)."""
+    from gateway_pipelines.lib.learning.experiments import assigned_treatment
+
+    fams = [list(fam_idx[sess_idx == s]) for s in range(n_sessions)]
+    times = [list(ts_seconds[sess_idx == s]) for s in range(n_sessions)]
+    tasks = [[None] * len(f) for f in fams]
+    for exp_id, a, b, *task in p.interventions:
+        for s in range(n_sessions):
+            f, t, k = fams[s], times[s], tasks[s]
+            if b not in f:
+                continue
+            first_b = f.index(b)
+            if assigned_treatment(exp_id, f"{p.session_prefix}-{p.seed}-{p.session_offset + s:06d}"):
+                # 30 s before B, or halfway when the episode before B is closer: times stay in order
+                lead = min(30.0, (t[first_b] - t[first_b - 1]) / 2) if first_b else 30.0
+                f.insert(first_b, a)
+                t.insert(first_b, round(t[first_b] - lead, 3))
+                k.insert(first_b, task[0] if task else None)
+            else:
+                keep = [i for i in range(len(f)) if not (i < first_b and f[i] == a)]
+                fams[s], times[s], tasks[s] = [f[i] for i in keep], [t[i] for i in keep], [k[i] for i in keep]
+    lengths = np.array([len(f) for f in fams])
+    sess = np.repeat(np.arange(n_sessions), lengths)
+    pos = np.concatenate([np.arange(k) for k in lengths])
+    return (sess, pos, np.array([x for f in fams for x in f], dtype=int),
+            np.array([x for t in times for x in t], dtype=float), lengths, [x for k in tasks for x in k])
 
 
 def true_effect(truth: dict, from_family: str, to_family: str) -> float:

@@ -29,6 +29,8 @@ class LearningResource(dg.ConfigurableResource):
     experiment_budget: int = 10
     experiment_min_per_arm: int = 30
     experiment_max_days: int = 30
+    experiment_max_per_arm: int = 2000  # cap of the pre-registered n per arm
+    experiment_mde: float = 0.1  # the effect on the reward experiments are powered (0.8) to detect
 
     def landing_path(self) -> Path:
         return Path(self.landing_dir)
@@ -47,4 +49,5 @@ class LearningResource(dg.ConfigurableResource):
     def experiment_params(self) -> ExperimentParams:
         return ExperimentParams(max_ci_width=self.experiment_ci_width, budget=self.experiment_budget,
                                 min_per_arm=self.experiment_min_per_arm, max_days=self.experiment_max_days,
+                                max_per_arm=self.experiment_max_per_arm, mde=self.experiment_mde,
                                 window_minutes=self.session_window_minutes)

@@ -1,4 +1,5 @@
-"""The causal-edge learner on a real warehouse: every pair, incremental by watermark, decay, experiments."""
+"""The causal-edge learner on a real warehouse: every pair, incremental by watermark, late episodes re-open their
+pairs (incremental == full recompute), decay, randomised experiments that finish."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -7,13 +8,28 @@ import pytest
 from gateway_pipelines.lib.learning.consolidation import consolidate
 from gateway_pipelines.lib.learning.embedding import TaskEmbedder
 from gateway_pipelines.lib.learning.episodes import load_jsonl, store_generated, write_jsonl
-from gateway_pipelines.lib.learning.experiments import ExperimentParams, run_experiments
+from gateway_pipelines.lib.learning.experiments import ExperimentParams, honoured_interventions, run_experiments
 from gateway_pipelines.lib.learning.generator import generate_episodes
 from gateway_pipelines.lib.learning.learner import LearnerParams, learn_edges
 
 DAY1 = datetime(2026, 7, 1, tzinfo=timezone.utc)
 DAY2 = datetime(2026, 7, 21, tzinfo=timezone.utc)
 EDGES = "SELECT * FROM memory.causal_edges ORDER BY id"
+# what a recompute must reproduce: every column but the row's own bookkeeping
+EDGE_VALUES = ("SELECT from_memory_id, to_memory_id, uplift, confidence, ci_low, ci_high, sample_size, evidence_ids, "
+               "metadata - 'experiment', last_validated_at, verdict, p_value, std_error FROM memory.causal_edges "
+               "ORDER BY from_memory_id, to_memory_id")
+CELLS = "SELECT * FROM memory.causal_edge_cells ORDER BY 1, 2, 3"
+# late episodes: 3 sessions of the first set get one more episode (their first task again), a minute
+# before their last one, arriving after the learner counted them
+LATE = """
+INSERT INTO memory.episodes (session_id, task, reward, success, ts, metadata, source_key)
+SELECT session_id, (array_agg(task ORDER BY id))[1], 0.9, true, max(ts) - interval '1 minute',
+       (array_agg(metadata ORDER BY id))[1], 'late:' || session_id
+FROM memory.episodes WHERE session_id IN (
+    SELECT DISTINCT session_id FROM memory.episodes WHERE session_id LIKE 'sim-31-%' ORDER BY 1 LIMIT 3)
+GROUP BY session_id
+"""
 
 
 def _consolidate(conn, tmp_path, as_of):
@@ -51,12 +67,31 @@ def test_learner_is_incremental_decays_and_experiments_finish(conn, tmp_path):
     created = run_experiments(conn, DAY1, ExperimentParams(max_ci_width=0.0, min_uplift=0.0, budget=3))
     assert created["created"] == 3 and created["completed"] == 0
 
-    # a second batch: each edge pools its evidence, sample sizes add up
+    # a second batch, whose simulated agents honour the experiments' assignments, and late episodes
+    # into 3 sessions the first batch counted
     n_before = {r[0]: r[1] for r in conn.execute("SELECT id, sample_size FROM memory.causal_edges")}
-    store_generated(conn, generate_episodes(seed=32, n_sessions=450, end_date="2026-07-20", session_offset=10**5))
+    cells_before = conn.execute(CELLS).fetchall()
+    # (an experiment between two skills of one generated family cannot be honoured by the simulator)
+    interventions = honoured_interventions(conn)
+    assert len(interventions) >= 2
+    store_generated(conn, generate_episodes(seed=32, n_sessions=300, end_date="2026-07-20", session_offset=10**5,
+                                            interventions=interventions))
+    assert conn.execute(LATE).rowcount == 3
     _consolidate(conn, tmp_path, DAY2)
     second = learn_edges(conn, DAY2)
     assert second.batch_processed and second.watermark_before == watermark
+    assert (second.batches_reopened, second.late_episodes, second.batches_computed) == (1, 3, 2)
+    first_batch = [c for c in conn.execute(CELLS).fetchall() if c[0] == watermark]
+    assert first_batch != [c for c in cells_before if c[0] == watermark]  # the late episodes changed batch 1
+    if not second.batches_remapped:  # (a consolidation that moved a task recomputes the whole batch)
+        assert any(c in cells_before for c in first_batch)  # pairs they do not touch were not recomputed
+    # the incremental result is what a full recompute from source gives; a rerun changes nothing
+    incremental, cells = conn.execute(EDGE_VALUES).fetchall(), conn.execute(CELLS).fetchall()
+    full = learn_edges(conn, DAY2, full_recompute=True)
+    assert full.batches_computed == 2 and full.cells_written == 0
+    assert conn.execute(EDGE_VALUES).fetchall() == incremental and conn.execute(CELLS).fetchall() == cells
+    rerun = learn_edges(conn, DAY2)
+    assert not rerun.batch_processed and (rerun.edges_created, rerun.edges_updated) == (0, 0)
     rows = conn.execute("SELECT id, sample_size, metadata -> 'aipw' ->> 'batches', last_validated_at "
                         "FROM memory.causal_edges").fetchall()
     assert len(rows) == len({(r[0]) for r in rows}) >= len(first.edges)  # one edge per pair, new pairs added
@@ -66,10 +101,17 @@ def test_learner_is_incremental_decays_and_experiments_finish(conn, tmp_path):
         assert n > n_before[edge_id] and validated == DAY2  # evidence grew, the edge was re-validated
     assert second.ground_truth["planted_coverage"] >= 2 / 3
 
-    # the experiments observe the new episodes and complete with Welch's test, written back to the edge
-    done = run_experiments(conn, DAY2, ExperimentParams(max_ci_width=0.0, min_uplift=0.0, budget=3,
-                                                        min_per_arm=20))
-    assert done["observations"] > 0 and done["completed"] >= 2
+    # the experiments observe the new sessions (one observation each) and, with their pre-registered n
+    # per arm reached, complete once with Welch's test, written back to the edge
+    done = run_experiments(conn, DAY2, ExperimentParams(max_ci_width=0.0, min_uplift=0.0, budget=3))
+    assert done["observations"] > 0 and done["completed"] == 3
+    honoured = {i[0] for i in interventions}
+    for r in done["results"]:
+        assert r["n_treated"] == r["n_control"] == r["n_per_arm"] >= 30
+        if r["experiment_id"] in honoured:
+            assert r["compliance"] == 1.0 and r["conclusion"] in ("effect", "no_effect")
+        else:  # arms the agents ignored: flagged, not reported as "no effect"
+            assert r["compliance"] < 0.9 and r["conclusion"] == "not_honoured"
     status = dict(conn.execute("SELECT status, count(*) FROM memory.causal_experiments GROUP BY 1").fetchall())
     # completing frees budget, and new candidates take it in the same run
     assert status.get("completed") == done["completed"] == done["created"] and status["running"] == 3
