@@ -71,9 +71,13 @@ def kill_figures(server_url: str, names: list[str], trials: int, work: Path) -> 
         out[name] = {
             "trials": trials, "kills_inside_stage": sum(o.caught for o in outcomes),
             "survived": len(survived), "goal_survived": trials,
-            "partial_tables": sum(o.after_kill == "partial" for o in outcomes), "goal_partial_tables": 0,
+            # a torn commit of a one-transaction stage counts, though each of its tables is whole
+            "partial_tables": sum(max(len(o.partial_tables), o.after_kill == "partial") for o in outcomes),
+            "goal_partial_tables": 0,
             "old_state_after_kill": sum(o.after_kill == "old" for o in outcomes),
             "new_state_after_kill": sum(o.after_kill == "new" for o in outcomes),
+            # dbt only (a transaction per model): the models before the kill new, the rest old, each whole
+            "mixed_after_kill": sum(o.after_kill == "mixed" for o in outcomes),
             "processes_outliving_kill": sum(o.survivors for o in outcomes), "goal_processes_outliving_kill": 0,
             "rows_lost": sum(o.rows_lost for o in outcomes), "goal_rows_lost": 0,
             "duplicates": sum(o.duplicates for o in outcomes), "goal_duplicates": 0,

@@ -121,6 +121,10 @@ class Stage:
     # transaction (a killed transaction consumes them, so the rerun draws others)
     ignore: tuple[str, ...] = ()
     extra: Callable[[str], object] | None = None  # more state to compare, e.g. the served indexes
+    # One transaction for all its tables, so a kill leaves all of them old or all new. dbt builds each
+    # model in its own transaction, by design: a kill between two models leaves the first new and the
+    # next old ("mixed"), each table whole, and the rerun finishes the rest.
+    atomic: bool = True
 
     def fingerprint(self, url: str) -> dict:
         found: dict = fingerprint(url, self.tables, self.ignore)
@@ -296,7 +300,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("raw_copy", ("raw.tmdb_titles", "raw.tmdb_rejects", "raw.tmdb_batches", "raw.tmdb_held_titles"),
           r"^\s*COPY\s+tmdb_titles_stage", _raw_prepare, _raw_run),
     Stage("dbt", ("analytics.stg_tmdb__titles", "analytics.dim_content"),
-          r"stg_tmdb__titles|dim_content", _dbt_prepare, _dbt_run),
+          r"stg_tmdb__titles|dim_content", _dbt_prepare, _dbt_run, atomic=False),
     Stage("embedding", ("vectors.content_embeddings",),
           r"content_embeddings", _embedding_prepare, _embed),
     Stage("vector_merge", ("vectors.content_embeddings",),
@@ -439,6 +443,20 @@ class TrialOutcome:
     rows_lost: int  # rows the rerun ended short of an uninterrupted run, over the stage's tables
     duplicates: int  # rows it ended with beyond an uninterrupted run
     detail: str = ""
+    partial_tables: tuple[str, ...] = ()  # tables holding neither their old rows nor the new ones
+
+
+def classify(state: dict, before: dict, expected: dict) -> tuple[str, tuple[str, ...]]:
+    """After a kill, each table (and the extra state) is old, new, or partial (neither). The trial is
+    "old" or "new" when every part is, "mixed" when whole parts of both kinds sit side by side, and
+    "partial" when any part is neither."""
+    kinds = {key: "old" if value == before.get(key) else "new" if value == expected.get(key) else "partial"
+             for key, value in state.items()}
+    partial = tuple(sorted(key for key, kind in kinds.items() if kind == "partial"))
+    found = set(kinds.values())
+    if partial:
+        return "partial", partial
+    return (found.pop() if len(found) == 1 else "mixed"), ()
 
 
 def _row_gap(got: dict, expected: dict) -> tuple[int, int]:
@@ -462,15 +480,17 @@ def kill_trial(prepared: Prepared, server_url: str, *, trial: int, delay: float)
             return TrialOutcome(stage.name, trial, delay, False, "", "old", 0, False, 0, 0,
                                 f"finished (rc {killed.returncode}) before the kill landed: {killed.log[-1500:]}")
         state = stage.fingerprint(url)
-        after = "old" if state == prepared.before else "new" if state == prepared.expected else "partial"
-        detail = "" if after != "partial" else f"after the kill: {state}; before: {prepared.before}"
+        after, partial = classify(state, prepared.before, prepared.expected)
+        if after == "mixed" and stage.atomic:
+            after = "partial"  # its tables share one transaction: old and new side by side is a torn commit
+        detail = "" if after in ("old", "new", "mixed") else f"after the kill: {state}; before: {prepared.before}"
         stage.run(url, prepared.work)
         final = stage.fingerprint(url)
         lost, extra = _row_gap(final, prepared.expected)
         if final != prepared.expected:
             detail += f" rerun: {final}; uninterrupted: {prepared.expected}"
         return TrialOutcome(stage.name, trial, delay, True, killed.statement, after, killed.survivors,
-                            final == prepared.expected, lost, extra, detail.strip())
+                            final == prepared.expected, lost, extra, detail.strip(), partial)
     finally:
         drop_database(server_url, database_name(url))
 
