@@ -46,7 +46,7 @@ AnnSearch = Callable[[np.ndarray, int, frozenset[int]], tuple[np.ndarray, np.nda
 
 @dataclass(frozen=True)
 class RecommenderConfig:
-    n_candidates: int = 200
+    n_candidates: int = 100  # see PersonalizationResource.n_candidates
     w_content: float = 0.5  # RRF weight of the content (vector) source
     w_cooc: float = 0.5  # RRF weight of the co-occurrence source
     w_fused: float = 1.0
