@@ -16,9 +16,10 @@ class PersonalizationResource(dg.ConfigurableResource):
 
     landing_dir: str | None = None
     k: int = 20
-    # 100, not 200: the HNSW candidate query is most of a call (bench/recommend, quiet, 100k titles:
-    # p95 33.0 ms at 200 candidates and ef_search 200, 18.3 ms at 100/100), for a simulator hit-rate@10 of
-    # 0.410 instead of 0.429 (popularity 0.171) and the same 0.553 on the MovieLens-format set
+    # 100, not 200: the HNSW candidate query is the largest stage of a call (bench/recommend, quiet,
+    # 100k titles, 1,000 calls: p95 33.0 ms at 200 candidates and ef_search 200, 23.1 ms at 100/100), for
+    # a simulator hit-rate@10 of 0.410 instead of 0.429 (popularity 0.171) and the same 0.553 on the
+    # MovieLens-format set
     n_candidates: int = 100
     w_content: float = 0.5
     w_cooc: float = 0.5
