@@ -26,11 +26,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
-from .catalogue import CATALOGUE_SQL, Catalogue, as_array, load_catalogue
+from .catalogue import Catalogue, as_array, load_catalogue
 from .recommender import RecommenderConfig, RecommenderModel, UserState, mean_rating
 
 FCT = sql.Identifier("analytics", "fct_watch_events")
@@ -117,7 +116,7 @@ class ModelCache:
         from .store import finished_pairs, latest_causal_weights
 
         started = time.perf_counter()
-        catalogue = read_catalogue(conn)
+        catalogue = load_catalogue(conn, binary=True)
         if not len(catalogue):
             raise LookupError("the catalogue is empty: run `gateway run` first")
         pairs = finished_pairs(conn, catalogue) if version[3] is not None else []
@@ -125,30 +124,6 @@ class ModelCache:
         model = RecommenderModel(catalogue, pairs, causal_weights=weights)
         self.builds += 1
         return Served(version, catalogue, model, weights, time.perf_counter() - started, time.time())
-
-
-def read_catalogue(conn: psycopg.Connection) -> Catalogue:
-    """`catalogue.load_catalogue`, with the rows in binary: pgvector's text parser costs about 1 ms a
-    vector (100 s for 100k titles), its binary loader is one `frombuffer`."""
-    with conn.cursor(binary=True) as cur:
-        rows = cur.execute(CATALOGUE_SQL).fetchall()
-    if not rows:
-        return load_catalogue(conn)  # the empty catalogue, as that builds it
-    names: dict[int, str] = {}
-    for row in rows:
-        for g, n in zip(row[3] or [], row[8] or []):
-            names.setdefault(int(g), str(n))
-    return Catalogue(
-        keys=[r[0] for r in rows],
-        vectors=np.stack([as_array(r[1]) for r in rows]),
-        titles=[r[2] for r in rows],
-        genres=[tuple(int(g) for g in (r[3] or ())) for r in rows],
-        years=np.array([r[4] for r in rows], dtype=np.float64),
-        vote_average=np.array([r[5] for r in rows], dtype=np.float64),
-        popularity=np.array([r[6] for r in rows], dtype=np.float64),
-        runtime=np.array([r[7] for r in rows], dtype=np.float64),
-        genre_names=names,
-    )
 
 
 def _user_state(user_id: str, catalogue: Catalogue, prefs, facts) -> UserState:
