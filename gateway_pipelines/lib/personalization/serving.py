@@ -92,7 +92,8 @@ class ModelCache:
         with self._lock:
             served = self._models.get(key)
         events = served is not None and served.version[3] is not None
-        row = conn.execute(STATE_WITH_EVENTS_SQL if events else STATE_SQL, {"u": user_id}).fetchone()
+        # binary: the 768 floats of the vector are read as bytes, not parsed from text (~0.3 ms a call)
+        row = conn.execute(STATE_WITH_EVENTS_SQL if events else STATE_SQL, {"u": user_id}, binary=True).fetchone()
         version = tuple(row[:5])
         prefs = (row[5], row[6]) if row[5] is not None else None
         facts = (row[7], row[8]) if events else None

@@ -79,7 +79,14 @@ def test_the_model_is_reused_until_its_version_changes(conn, fresh_db):
     assert rec.strategy == "hybrid" and not {p.key for p in rec.picks} & {keys[0], keys[1]}
     log_impressions(conn, rec)
     conn.commit()
-    assert conn.execute("SELECT count(*) FROM learning.impressions WHERE user_id = 'u1'").fetchone()[0] == 5
+    logged = conn.execute(
+        "SELECT content_id, rank, recommendation_rank, genre_match_score, release_recency_score, rating_alignment, "
+        "content_duration, popularity, similarity, strategy, source, features->>'explanation', "
+        "(features->>'score')::float8 FROM learning.impressions WHERE user_id = 'u1' ORDER BY rank").fetchall()
+    assert logged == [(p.key, p.rank, p.rank, p.features.get("genre_match_score"),
+                       p.features.get("release_recency_score"), p.features.get("rating_alignment"),
+                       p.features.get("content_duration"), p.popularity, p.similarity, "hybrid", "recommend",
+                       p.explanation, round(p.score, 6)) for p in rec.picks]
     served, _, built = cache.serve(conn, "u1", config)
     assert not built  # logging a served list changes nothing the model is built from
 
