@@ -172,7 +172,7 @@ class Stages:
 
         self.ms = {"state_and_version": 0.0, "hnsw": 0.0, "log_impressions": 0.0}
         self._patches = []
-        for module, name, stage in ((search, "search_by_vector", "hnsw"), (store, "log_impressions", "log_impressions")):
+        for module, name, stage in ((search, "nearest_ids", "hnsw"), (store, "log_impressions", "log_impressions")):
             self._wrap(module, name, stage)
         self._wrap(serving.MODELS, "serve", "state_and_version")
 

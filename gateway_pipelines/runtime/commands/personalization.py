@@ -108,18 +108,21 @@ def recommend_for(conn, user_id: str, k: int, personalization, *, explain: bool 
 
     from gateway_pipelines.lib.personalization.serving import MODELS
     from gateway_pipelines.lib.personalization.store import log_impressions
-    from gateway_pipelines.lib.vector_store.search import search_by_vector
+    from gateway_pipelines.lib.vector_store.search import nearest_ids
 
     served, state, _ = MODELS.serve(conn, user_id, config or personalization.recommender_config())
     catalogue, model, weights = served.catalogue, served.model, served.weights
     index = catalogue.index
 
     def hnsw(vector, n, exclude):
-        result = search_by_vector(conn, vector, k=min(n, 1000), ef_search=max(personalization.ef_search, n),
-                                  exclude_ids=[catalogue.keys[i] for i in exclude], log=False,
-                                  search_type="recommend", user_id=user_id)
-        items = np.array([index[h.id] for h in result.hits if h.id in index], dtype=np.int64)
-        return items, np.array([h.similarity for h in result.hits if h.id in index])
+        # the index gives the candidates; their exact order comes from the vectors the model holds (the
+        # same rows: the model is rebuilt when what is served changes), ties by id as the search breaks them
+        ids = sorted(nearest_ids(conn, vector, k=min(n, 1000), ef_search=max(personalization.ef_search, n),
+                                 exclude_ids=[catalogue.keys[i] for i in exclude]))
+        items = np.array([index[i] for i in ids if i in index], dtype=np.int64)
+        similarity = catalogue.vectors[items] @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-similarity, kind="stable")[:n]
+        return items[order], similarity[order].astype(np.float64)
 
     rec = model.recommend(state, k, ann=hnsw, explain=explain)
     if log:

@@ -207,3 +207,29 @@ def test_bad_arguments_are_refused(cat_conn):
         search_by_vector(cat_conn, np.zeros(768, dtype=np.float32))
     with pytest.raises(ValueError, match="media_type"):
         SearchFilters(media_type="podcast")
+
+
+def test_nearest_ids_are_the_searchs_candidates_without_their_rows(cat_conn, catalogue):
+    """The recommender's candidate query: the same ids as search_by_vector at the same k and ef_search, the
+    excluded ids absent, on a plain connection (in the caller's transaction) and on a pooled one."""
+    from gateway_pipelines.lib.vector_store.pool import configure_search_connection
+    from gateway_pipelines.lib.vector_store.search import nearest_ids
+    from gateway_pipelines.lib.warehouse import connect
+
+    pooled = connect(catalogue["url"])
+    configure_search_connection(pooled)
+    try:
+        for n, q in enumerate(_q(5)):
+            exclude = exact_top(catalogue, q, None, k=15)[n::2]  # some of the nearest titles, finished
+            for conn in (cat_conn, pooled):
+                full = search_by_vector(conn, q, k=40, ef_search=60, exclude_ids=exclude, log=False)
+                ids = nearest_ids(conn, q, k=40, ef_search=60, exclude_ids=exclude)
+                assert len(ids) == 40 and set(ids) == set(full.ids) and not set(ids) & set(exclude)
+                assert len(set(ids) & set(exact_top(catalogue, q, None, k=40, exclude=set(exclude)))) >= 36
+                plain = nearest_ids(conn, q, k=10, ef_search=40)
+                assert set(plain) == set(search_by_vector(conn, q, k=10, ef_search=40, log=False).ids)
+        cat_conn.rollback()
+        # a table smaller than k: the exact scan gives every remaining row
+        assert len(nearest_ids(cat_conn, _q(1)[0], k=1000, exclude_ids=catalogue["keys"][:2500])) == 500
+    finally:
+        pooled.close()
