@@ -269,6 +269,21 @@ def exact_query(where: sql.Composable, k: int) -> sql.Composed:
     ).format(cols=_COLUMNS, table=TABLE, where=where, k=sql.Literal(int(k)))
 
 
+def _callers_settings(conn: psycopg.Connection) -> dict[str, str | None]:
+    """The caller's values of what a search sets with SET LOCAL, which outlives a savepoint; the vector
+    literal is parsed first, which loads pgvector and so defines its hnsw.* settings."""
+    return dict(zip(_SETTINGS, conn.execute(
+        sql.SQL("SELECT {}, '[0]'::vector").format(sql.SQL(", ").join(
+            sql.SQL("current_setting({}, true)").format(sql.Literal(n)) for n in _SETTINGS))).fetchone()))
+
+
+def _restore_settings(conn: psycopg.Connection, previous: dict[str, str | None]) -> None:
+    known = {n: v for n, v in previous.items() if v is not None}  # None: pgvector was not loaded yet
+    if known:
+        conn.execute(sql.SQL("SELECT {}").format(sql.SQL(", ").join(
+            sql.SQL("set_config({}, %s, true)").format(sql.Literal(n)) for n in known)), list(known.values()))
+
+
 def _set_local(conn: psycopg.Connection, **settings: Any) -> None:
     names = list(settings)
     conn.execute(
@@ -389,12 +404,7 @@ def search_by_vector(
         ensure_vector_types(conn)
         previous = None
         if not owns_transaction:  # SET LOCAL outlives a savepoint: put the caller's values back at the end
-            # the vector literal is parsed first, which loads pgvector and so defines its hnsw.* settings
-            previous = dict(zip(_SETTINGS, conn.execute(
-                sql.SQL("SELECT {}, '[0]'::vector").format(sql.SQL(", ").join(
-                    sql.SQL("current_setting({}, true)").format(sql.Literal(n)) for n in _SETTINGS
-                ))
-            ).fetchone()))
+            previous = _callers_settings(conn)
         # one round trip for the table size, what it serves, and every setting the strategies need
         table_rows, kind, served_model = conn.execute(
             "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
@@ -420,13 +430,7 @@ def search_by_vector(
             else:
                 conn.execute(_LOG_INSERT, (*row[:2], json.dumps(row[2]), *row[3:]))
         if previous:
-            known = {n: v for n, v in previous.items() if v is not None}  # None: pgvector was not loaded yet
-            conn.execute(
-                sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-                    sql.SQL("set_config({}, %s, true)").format(sql.Literal(n)) for n in known
-                )),
-                list(known.values()),
-            )
+            _restore_settings(conn, previous)
     return SearchResult(hits=hits, strategy=strategy, latency_ms=latency_ms, ef_search=ef, index_kind=kind,
                         embedding_model=found_model)
 
@@ -506,8 +510,12 @@ def nearest_ids(conn: psycopg.Connection, vector: Any, *, k: int, ef_search: int
         serving = session.serving(conn)
         session.want(conn, {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order" if relaxed else "off"})
         return _nearest_ids(conn, serving.index_kind, where, k, ef, args, set_sort=False)
+    inside_callers = not conn.autocommit and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
     with conn.transaction():
         ensure_vector_types(conn)
+        previous = None
+        if inside_callers:
+            previous = _callers_settings(conn)
         kind = conn.execute(
             "SELECT coalesce(s.index_kind, 'vector'), set_config('hnsw.ef_search', %s, true), "
             "set_config('hnsw.iterative_scan', %s, true), "
@@ -516,7 +524,10 @@ def nearest_ids(conn: psycopg.Connection, vector: Any, *, k: int, ef_search: int
             "FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
             "WHERE c.oid = 'vectors.content_vectors'::regclass",
             (str(ef), "relaxed_order" if relaxed else "off")).fetchone()[0]
-        return _nearest_ids(conn, kind, where, k, ef, args, set_sort=True)
+        ids = _nearest_ids(conn, kind, where, k, ef, args, set_sort=True)
+        if previous:
+            _restore_settings(conn, previous)
+    return ids
 
 
 def _nearest_ids(conn: psycopg.Connection, kind: str, where: str, k: int, ef: int, args: dict[str, Any], *,

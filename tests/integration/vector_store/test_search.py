@@ -228,6 +228,12 @@ def test_nearest_ids_are_the_searchs_candidates_without_their_rows(cat_conn, cat
                 assert len(set(ids) & set(exact_top(catalogue, q, None, k=40, exclude=set(exclude)))) >= 36
                 plain = nearest_ids(conn, q, k=10, ef_search=40)
                 assert set(plain) == set(search_by_vector(conn, q, k=10, ef_search=40, log=False).ids)
+        # inside the caller's transaction, the caller's settings are as they were
+        cat_conn.rollback()
+        cat_conn.execute("SELECT set_config('hnsw.ef_search', '17', true)")
+        nearest_ids(cat_conn, _q(1)[0], k=5, exclude_ids=catalogue["keys"][:3])
+        assert cat_conn.execute("SELECT current_setting('enable_sort'), current_setting('hnsw.ef_search'), "
+                                "current_setting('hnsw.iterative_scan')").fetchone() == ("on", "17", "off")
         cat_conn.rollback()
         # a table smaller than k: the exact scan gives every remaining row
         assert len(nearest_ids(cat_conn, _q(1)[0], k=1000, exclude_ids=catalogue["keys"][:2500])) == 500
