@@ -12,14 +12,9 @@ from psycopg import sql
 
 from gateway_pipelines.defs.embeddings.assets import content_embeddings
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
-from gateway_pipelines.lib.migrations import apply_migrations
-from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
-from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
-from gateway_pipelines.lib.tmdb.sources import SampleSource
 from gateway_pipelines.lib.warehouse import WarehouseResource, connect, with_database
-from gateway_pipelines.settings import SQL_DIR
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.integration.vector_store.data import dbt_build
+from tests.integration.vector_store.data import staged_sample_catalogue
 
 N_MOVIES, N_TV = 250, 50
 DAY = date(2026, 3, 1)
@@ -31,17 +26,7 @@ def staged_template(server_url):
     """The sample catalogue through the real path once per module: raw tables, then the dbt models.
     Each test gets a copy (CREATE DATABASE … TEMPLATE), so staging is never re-implemented here."""
     name = f"emb_tpl_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    with connect(url) as conn:
-        apply_migrations(conn, SQL_DIR)
-        upsert_genres(conn, "movie", [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()])
-        upsert_genres(conn, "tv", [{"id": k, "name": v} for k, v in TV_GENRES.items()])
-        ingest(conn, SampleSource(n_movies=N_MOVIES, n_tv=N_TV).records(DAY), source="sample", partition=DAY)
-        conn.commit()
-    dbt_build(url)
+    staged_sample_catalogue(server_url, name, n_movies=N_MOVIES, n_tv=N_TV, day=DAY)
     yield name
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

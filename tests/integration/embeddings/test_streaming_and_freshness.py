@@ -18,13 +18,8 @@ from gateway_pipelines.defs.embeddings.assets import COVERAGE_CHECK, content_emb
 from gateway_pipelines.lib.embeddings import LocalLSAProvider, build_content_vectors
 from gateway_pipelines.lib.embeddings.plan import read_catalog
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
-from gateway_pipelines.lib.migrations import apply_migrations
-from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
-from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
-from gateway_pipelines.lib.tmdb.sources import SampleSource
-from gateway_pipelines.lib.warehouse import WarehouseResource, connect, with_database
-from gateway_pipelines.settings import SQL_DIR
-from tests.integration.vector_store.data import dbt_build
+from gateway_pipelines.lib.warehouse import WarehouseResource, connect
+from tests.integration.vector_store.data import staged_sample_catalogue
 
 N_MOVIES, N_TV = 120, 30
 N = N_MOVIES + N_TV
@@ -35,17 +30,7 @@ DAY = date(2026, 3, 1)
 def catalogue(server_url):
     """The sample catalogue through raw and dbt once for the module; tests run in order on it."""
     name = f"emb_stream_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(server_url, name)
-    with connect(url) as conn:
-        apply_migrations(conn, SQL_DIR)
-        upsert_genres(conn, "movie", [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()])
-        upsert_genres(conn, "tv", [{"id": k, "name": v} for k, v in TV_GENRES.items()])
-        ingest(conn, SampleSource(n_movies=N_MOVIES, n_tv=N_TV).records(DAY), source="sample", partition=DAY)
-        conn.commit()
-    dbt_build(url)
+    url = staged_sample_catalogue(server_url, name, n_movies=N_MOVIES, n_tv=N_TV, day=DAY)
     yield url
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

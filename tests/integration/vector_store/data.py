@@ -29,6 +29,30 @@ def dbt_build(url: str, command: str = "build", *args: str) -> None:
         warehouse.close()
 
 
+def staged_sample_catalogue(server_url: str, name: str, *, n_movies: int, n_tv: int, day) -> str:
+    """A new database `name` holding the sample catalogue through the real path: migrations, the genre
+    lists, the raw ingest of one day, then the dbt models. Returns its URL; the caller drops it."""
+    from gateway_pipelines.lib.migrations import apply_migrations
+    from gateway_pipelines.lib.tmdb.genres import MOVIE_GENRES, TV_GENRES
+    from gateway_pipelines.lib.tmdb.raw_store import ingest, upsert_genres
+    from gateway_pipelines.lib.tmdb.sources import SampleSource
+    from gateway_pipelines.lib.warehouse import connect, with_database
+    from gateway_pipelines.settings import SQL_DIR
+
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+        admin.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = with_database(server_url, name)
+    with connect(url) as conn:
+        apply_migrations(conn, SQL_DIR)
+        upsert_genres(conn, "movie", [{"id": k, "name": v} for k, v in MOVIE_GENRES.items()])
+        upsert_genres(conn, "tv", [{"id": k, "name": v} for k, v in TV_GENRES.items()])
+        ingest(conn, SampleSource(n_movies=n_movies, n_tv=n_tv).records(day), source="sample", partition=day)
+        conn.commit()
+    dbt_build(url)
+    return url
+
+
 @cache
 def _dim_content_columns(server: str) -> tuple[tuple[str, str], ...]:
     """dim_content's columns as the real dbt models build them, read back from the catalog once per
