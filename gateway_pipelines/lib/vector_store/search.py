@@ -44,6 +44,7 @@ and its commit settings are left alone.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -284,6 +285,33 @@ def _restore_settings(conn: psycopg.Connection, previous: dict[str, str | None])
             sql.SQL("set_config({}, %s, true)").format(sql.Literal(n)) for n in known)), list(known.values()))
 
 
+@contextlib.contextmanager
+def _local_search(conn: psycopg.Connection, *, ef: int, relaxed: bool):
+    """A search in its own transaction, or in a savepoint of the caller's: every setting the strategies
+    need is set locally in one round trip that also reads the table's size and what it serves (yielded:
+    rows, index kind, embedding model), and a caller's own values are put back at the end, since SET LOCAL
+    outlives a savepoint. The search log is telemetry: when the search owns its transaction, its commit
+    need not wait for a WAL flush (never changed inside a caller's transaction, whose commit it would
+    affect)."""
+    owns_transaction = conn.autocommit or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with conn.transaction():
+        ensure_vector_types(conn)
+        previous = None if owns_transaction else _callers_settings(conn)
+        yield conn.execute(
+            "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
+            "set_config('hnsw.ef_search', %s, true), "
+            "set_config('hnsw.iterative_scan', %s, true), "
+            "set_config('hnsw.max_scan_tuples', greatest(20000, c.reltuples)::bigint::text, true), "
+            "set_config('enable_sort', 'off', true), set_config('jit', 'off', true), "
+            "set_config('synchronous_commit', CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, "
+            "true) FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
+            "WHERE c.oid = 'vectors.content_vectors'::regclass",
+            (str(ef), "relaxed_order" if relaxed else "off", owns_transaction),
+        ).fetchone()[:3]
+        if previous:
+            _restore_settings(conn, previous)
+
+
 def _set_local(conn: psycopg.Connection, **settings: Any) -> None:
     names = list(settings)
     conn.execute(
@@ -396,27 +424,8 @@ def search_by_vector(
                              relaxed=relaxed, exclude_ids=exclude_ids, log=log, log_sink=log_sink,
                              search_type=search_type, query_text=query_text, user_id=user_id,
                              exact_threshold=exact_threshold, model=model)
-    # the search log is telemetry: when the search owns its transaction, its commit need not wait
-    # for a WAL flush (never changed inside a caller's transaction, whose commit it would affect)
-    owns_transaction = conn.autocommit or idle
     started = time.perf_counter()
-    with conn.transaction():
-        ensure_vector_types(conn)
-        previous = None
-        if not owns_transaction:  # SET LOCAL outlives a savepoint: put the caller's values back at the end
-            previous = _callers_settings(conn)
-        # one round trip for the table size, what it serves, and every setting the strategies need
-        table_rows, kind, served_model = conn.execute(
-            "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
-            "set_config('hnsw.ef_search', %s, true), "
-            "set_config('hnsw.iterative_scan', %s, true), "
-            "set_config('hnsw.max_scan_tuples', greatest(20000, c.reltuples)::bigint::text, true), "
-            "set_config('enable_sort', 'off', true), set_config('jit', 'off', true), "
-            "set_config('synchronous_commit', CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, "
-            "true) FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
-            "WHERE c.oid = 'vectors.content_vectors'::regclass",
-            (str(ef), "relaxed_order" if relaxed else "off", owns_transaction),
-        ).fetchone()[:3]
+    with _local_search(conn, ef=ef, relaxed=relaxed) as (table_rows, kind, served_model):
         strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
                                      relaxed=relaxed, kind=kind, table_rows=table_rows,
                                      exact_threshold=exact_threshold, set_sort=True)
@@ -429,8 +438,6 @@ def search_by_vector(
                 log_sink.add(row)
             else:
                 conn.execute(_LOG_INSERT, (*row[:2], json.dumps(row[2]), *row[3:]))
-        if previous:
-            _restore_settings(conn, previous)
     return SearchResult(hits=hits, strategy=strategy, latency_ms=latency_ms, ef_search=ef, index_kind=kind,
                         embedding_model=found_model)
 
@@ -510,24 +517,8 @@ def nearest_ids(conn: psycopg.Connection, vector: Any, *, k: int, ef_search: int
         serving = session.serving(conn)
         session.want(conn, {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order" if relaxed else "off"})
         return _nearest_ids(conn, serving.index_kind, where, k, ef, args, set_sort=False)
-    inside_callers = not conn.autocommit and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-    with conn.transaction():
-        ensure_vector_types(conn)
-        previous = None
-        if inside_callers:
-            previous = _callers_settings(conn)
-        kind = conn.execute(
-            "SELECT coalesce(s.index_kind, 'vector'), set_config('hnsw.ef_search', %s, true), "
-            "set_config('hnsw.iterative_scan', %s, true), "
-            "set_config('hnsw.max_scan_tuples', greatest(20000, c.reltuples)::bigint::text, true), "
-            "set_config('enable_sort', 'off', true), set_config('jit', 'off', true) "
-            "FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
-            "WHERE c.oid = 'vectors.content_vectors'::regclass",
-            (str(ef), "relaxed_order" if relaxed else "off")).fetchone()[0]
-        ids = _nearest_ids(conn, kind, where, k, ef, args, set_sort=True)
-        if previous:
-            _restore_settings(conn, previous)
-    return ids
+    with _local_search(conn, ef=ef, relaxed=relaxed) as (_, kind, _):
+        return _nearest_ids(conn, kind, where, k, ef, args, set_sort=True)
 
 
 def _nearest_ids(conn: psycopg.Connection, kind: str, where: str, k: int, ef: int, args: dict[str, Any], *,
