@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LATEST_POINTER = "LATEST"
 FORMAT_VERSION = 1
+SVD_POWER_ITERATIONS = 2
 _FILE_PREFIX = "tfidf-lsa-"
 
 
@@ -112,11 +113,14 @@ class LocalLSAProvider:
             raise ValueError(
                 f"corpus too small for the local embedding model ({n_docs} docs, {n_features} terms)"
             )
-        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=5, random_state=seed)
+        # two power iterations: 6 s instead of 13.5 s for 20,000 titles x 512 components, for 0.561
+        # instead of 0.568 of the variance explained (the 512 leading directions barely move)
+        svd = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=SVD_POWER_ITERATIONS, random_state=seed)
         svd.fit(x)
         # float32 halves the persisted size; done before fingerprinting so fit and load embed identically
         svd.components_ = np.ascontiguousarray(svd.components_, dtype=np.float32)
-        params = {"format": FORMAT_VERSION, "dim": dim, "min_df": min_df, "seed": seed, "k": k}
+        params = {"format": FORMAT_VERSION, "dim": dim, "min_df": min_df, "seed": seed, "k": k,
+                  "n_iter": SVD_POWER_ITERATIONS}
         version = _fingerprint(vectorizer, svd, params)
         meta = {
             "format": FORMAT_VERSION,

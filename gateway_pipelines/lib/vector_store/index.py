@@ -91,8 +91,16 @@ class IndexConfig:
     maintenance_work_mem: str = "1GB"
     parallel_workers: int = 2
     kind: str = DEFAULT_KIND  # see INDEX_KINDS
+    # partial HNSW indexes for "hot" genres (.shadow.hot_genres): a genre gets one when filtering on it
+    # is too broad for the exact scan and too narrow for the whole graph: more titles than the exact
+    # threshold, at most this share of the table; at most `partial_max_indexes` of them (0: none)
+    partial_max_share: float = 0.10
+    partial_max_indexes: int = 8
 
     def __post_init__(self) -> None:
+        if not 0 <= float(self.partial_max_share) <= 1 or not 0 <= int(self.partial_max_indexes) <= 64:
+            raise ValueError(f"partial_max_share={self.partial_max_share} (0..1), partial_max_indexes="
+                             f"{self.partial_max_indexes} (0..64)")
         if self.kind not in INDEX_KINDS:
             raise ValueError(f"kind={self.kind!r}: must be one of {INDEX_KINDS}")
         if not 2 <= int(self.m) <= 100:

@@ -566,6 +566,13 @@ def sync_content_vectors(
             build = shadow.index_build
             inserted, updated, deleted = to_insert, to_update, to_delete + stale
             unchanged_kept = kept
+        elif (not changed and model is not None and served.embedding_model == model
+              and served.rows == rows_before):
+            # the counts found nothing to write: the merge's three passes over the source would write
+            # nothing either (2 of the 3 s of a no-change sync at 100k). Syncs are serialised by the
+            # advisory lock, so no other sync wrote meanwhile; the next sync sees any other writer.
+            deleted = inserted = updated = 0
+            unchanged_kept = kept + stale
         else:
             with conn.transaction():
                 # serialise with writers of the table that are not syncs (tests, the synthetic catalogue)

@@ -34,11 +34,12 @@ import psycopg
 
 from .index import ensure_vector_types
 
-__all__ = ["SERVING_TTL_S", "SearchLogWriter", "SearchPool", "SearchSession", "session_of"]
+__all__ = ["ESTIMATE_TTL_S", "SERVING_TTL_S", "SearchLogWriter", "SearchPool", "SearchSession", "session_of"]
 
 log = logging.getLogger(__name__)
 
 SERVING_TTL_S = 1.0
+ESTIMATE_TTL_S = 60.0
 _SESSION_SETTINGS = {"enable_sort": "off", "jit": "off", "synchronous_commit": "off"}
 _SESSIONS: "weakref.WeakKeyDictionary[psycopg.Connection, SearchSession]" = weakref.WeakKeyDictionary()
 
@@ -49,6 +50,7 @@ class Serving:
     index_kind: str
     embedding_model: str | None
     generation: int
+    partial_genres: tuple[int, ...] = ()  # genres with a partial HNSW index of their own
 
 
 class SearchSession:
@@ -59,6 +61,7 @@ class SearchSession:
         self.settings: dict[str, str] = {}
         self._serving: Serving | None = None
         self._read_at = 0.0
+        self._estimates: dict[tuple, tuple[float, int | None, float]] = {}
 
     def want(self, conn: psycopg.Connection, settings: dict[str, str]) -> None:
         changed = {n: v for n, v in settings.items() if self.settings.get(n) != v}
@@ -71,16 +74,34 @@ class SearchSession:
         if self._serving is None or now - self._read_at > SERVING_TTL_S:
             from .search import SERVING_SQL
 
-            rows, kind, model, generation = conn.execute(SERVING_SQL).fetchone()
+            rows, kind, model, generation, partial = conn.execute(SERVING_SQL).fetchone()
             if self._serving is None or self._serving.rows != rows:
                 # the iterative scan may visit up to the whole table before giving up
                 self.want(conn, {"hnsw.max_scan_tuples": str(max(20_000, int(rows)))})
-            self._serving = Serving(int(rows), kind, model, int(generation))
+            self._serving = Serving(int(rows), kind, model, int(generation), tuple(partial))
             self._read_at = now
         return self._serving
 
     def forget_serving(self) -> None:
         self._serving = None
+
+    def estimate(self, conn: psycopg.Connection, where: str, named: dict[str, Any]) -> float:
+        """The planner's row estimate for a filter, kept per filter for ``ESTIMATE_TTL_S`` and while the
+        same table generation is served: popular filters repeat, and the estimate is a round trip that
+        only decides between two plans (a stale one costs speed, never results)."""
+        from .search import estimated_rows
+
+        key = (where, tuple(sorted((n, tuple(v) if isinstance(v, list) else v) for n, v in named.items())))
+        generation = self._serving.generation if self._serving is not None else None
+        now = time.monotonic()
+        hit = self._estimates.get(key)
+        if hit is not None and hit[1] == generation and now - hit[2] < ESTIMATE_TTL_S:
+            return hit[0]
+        value = estimated_rows(conn, where, named)
+        if len(self._estimates) >= 512:
+            self._estimates.clear()
+        self._estimates[key] = (value, generation, now)
+        return value
 
 
 def _set_session(conn: psycopg.Connection, settings: dict[str, str]) -> None:

@@ -2,8 +2,8 @@
 
 :func:`measure_recall` queries the index itself (the same SQL as :mod:`.search`, but without the
 exact fallbacks and without logging), so a badly built index shows up as low recall instead of
-being rescued by the search's brute-force fallback. Exact results come from the same table with
-the index unusable (see :func:`.search.exact_query`), or from ``exact_ids`` when the caller already
+being rescued by the search's brute-force fallback. Exact results come from one scan of the same
+table scored in numpy (:func:`exact_neighbours`), or from ``exact_ids`` when the caller already
 knows them (the benchmark computes them in numpy).
 
 :func:`ef_search_sweep` picks the settings to measure (down to where recall actually drops),
@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from .index import ensure_vector_types
-from .search import SERVING_SQL, SearchFilters, exact_query, hnsw_query
+from .search import SERVING_SQL, TABLE, SearchFilters, hnsw_query
 
 if TYPE_CHECKING:
     from .history import RecallMeasurement
@@ -91,18 +92,44 @@ def _restore(conn: psycopg.Connection, previous: dict[str, str | None]) -> None:
 
 
 def exact_neighbours(
-    conn: psycopg.Connection, query_vectors: np.ndarray, *, k: int = 10, filters: SearchFilters | None = None
+    conn: psycopg.Connection, query_vectors: np.ndarray, *, k: int = 10, filters: SearchFilters | None = None,
+    chunk_rows: int = 8192,
 ) -> list[list[str]]:
-    """Exact top-``k`` ids per query (brute force, index scans off)."""
+    """Exact top-``k`` ids (by cosine distance) per query, from one pass over the matching rows.
+
+    A brute-force ``ORDER BY`` per query reads every row once per query: 130 ms a query at 100k
+    titles, 26 s for the recall check's 200. Here the rows stream once through a server-side cursor
+    in ``chunk_rows`` blocks, and each block is scored against every query in one matrix product,
+    keeping a running top-k, so the ground truth of a whole sweep costs about one table scan and
+    memory stays at one block, whatever the table's size.
+    """
+    queries = np.asarray(query_vectors, dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[0] == 0:
+        raise ValueError(f"query_vectors must be a non-empty (n, dim) array, got shape {queries.shape}")
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     where, named = (filters or SearchFilters()).where()
-    out: list[list[str]] = []
+    best_sim = np.full((len(queries), 0), -np.inf, dtype=np.float32)
+    best_ids = np.empty((len(queries), 0), dtype=object)
     with conn.transaction():
         ensure_vector_types(conn)
-        previous = _set(conn, enable_indexscan="off")
-        for q in np.asarray(query_vectors, dtype=np.float32):
-            out.append([r[0] for r in conn.execute(exact_query(where, k), {"q": q, **named}).fetchall()])
-        _restore(conn, previous)
-    return out
+        with conn.cursor("exact_neighbours_scan", binary=True) as cur:
+            cur.itersize = chunk_rows
+            cur.execute(sql.SQL("SELECT id, vector FROM {}{}").format(TABLE, where), named)
+            while rows := cur.fetchmany(chunk_rows):
+                ids = np.array([r[0] for r in rows], dtype=object)
+                block = np.stack([np.asarray(r[1].to_numpy() if hasattr(r[1], "to_numpy") else r[1],
+                                             dtype=np.float32) for r in rows])
+                norms = np.linalg.norm(block, axis=1)
+                norms[norms == 0] = 1.0  # a zero vector has no direction; it sorts last (similarity 0)
+                sims = np.concatenate([best_sim, queries @ (block / norms[:, None]).T], axis=1)
+                cand = np.concatenate([np.broadcast_to(best_ids, (len(queries), best_ids.shape[1])),
+                                       np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
+                keep = min(k, sims.shape[1])
+                top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+                best_sim = np.take_along_axis(sims, top, axis=1)
+                best_ids = np.take_along_axis(cand, top, axis=1)
+    order = np.argsort(-best_sim, axis=1, kind="stable")
+    return [list(row) for row in np.take_along_axis(best_ids, order, axis=1)]
 
 
 def measure_recall(

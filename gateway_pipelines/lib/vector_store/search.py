@@ -6,7 +6,8 @@ Strategies (the one that produced the rows is reported in ``SearchResult.strateg
     No WHERE clause: ``ORDER BY vector <=> q LIMIT k`` on the HNSW index with ``hnsw.ef_search``
     (raised to ``k`` if smaller, since HNSW returns at most ef_search rows).
 ``hnsw_iterative``
-    Filters (or excluded ids) that many rows pass: the same ordered index scan with
+    Filters (or excluded ids) that many rows pass: the same ordered index scan (on a genre's partial
+    HNSW index when the filter is that one genre and it has one, see :mod:`.shadow`) with
     ``hnsw.iterative_scan = relaxed_order``, so the scan keeps going until ``k`` rows pass the
     filter (up to ``hnsw.max_scan_tuples``, set to the table size). Relaxed order means the rows come
     back only roughly sorted, so the scan is materialised in a CTE and re-sorted by distance.
@@ -15,8 +16,8 @@ Strategies (the one that produced the rows is reported in ``SearchResult.strateg
 ``exact``
     A brute-force scan of the matching rows, sorted by true distance (the ``ORDER BY`` sits behind an
     ``OFFSET 0`` fence, so the HNSW index cannot serve it; filter indexes still can). Used when
-    the filter is selective (a capped count finds fewer matching rows than the threshold, where
-    brute force is both exact and cheap) and as the fallback whenever an index scan returns fewer
+    the filter is selective (the planner's estimate of the matching rows, :func:`estimated_rows`, is
+    under the threshold, where brute force is both exact and cheap) and as the fallback whenever an index scan returns fewer
     than ``k`` rows. So a search never returns fewer than ``min(k, rows that match)`` rows.
 
 Index kinds (`meta.vector_serving.index_kind`, see :mod:`.index`): the ordered scan runs on the
@@ -49,7 +50,7 @@ import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -84,7 +85,7 @@ _ORDER_BY = {
 }
 SERVING_SQL = (
     "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
-    "coalesce(s.generation, 0) FROM pg_class c LEFT JOIN meta.vector_serving s "
+    "coalesce(s.generation, 0), coalesce(s.partial_genres, '{}') FROM pg_class c LEFT JOIN meta.vector_serving s "
     "ON s.table_name = 'vectors.content_vectors' WHERE c.oid = 'vectors.content_vectors'::regclass"
 )
 
@@ -127,7 +128,8 @@ class SearchFilters:
     def as_json(self) -> dict[str, Any]:
         """The filters that are set (what the search log stores)."""
         out: dict[str, Any] = {}
-        for key, value in asdict(self).items():
+        for key in _FILTER_FIELDS:  # not asdict(): it deep-copies, 10 us of every logged search
+            value = getattr(self, key)
             if value is None or value == ():
                 continue
             out[key] = list(value) if isinstance(value, tuple) else value
@@ -167,6 +169,9 @@ class SearchFilters:
         return _where_text(tuple(params)), params
 
 
+_FILTER_FIELDS = tuple(f.name for f in fields(SearchFilters))
+
+
 @dataclass(frozen=True)
 class SearchHit:
     id: str
@@ -201,7 +206,7 @@ class SearchResult:
 def _where_text(names: tuple[str, ...]) -> str:
     fragments = {
         "f_media_type": "media_type = %(f_media_type)s",
-        "f_genre_ids": "genre_ids && %(f_genre_ids)s::integer[]",
+        "f_genre_ids": _GENRE_FRAGMENT,
         "f_year_min": "year >= %(f_year_min)s",
         "f_year_max": "year <= %(f_year_max)s",
         "f_min_rating": "vote_average >= %(f_min_rating)s",
@@ -220,8 +225,43 @@ def _statement(shape: str, where: str, k: int, n: int, kind: str, relaxed: bool)
         return hnsw_query(where_sql, k, relaxed=relaxed, candidates=n, kind=kind).as_string(None)
     if shape == "exact":
         return exact_query(where_sql, k).as_string(None)
-    return sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {table}{where} LIMIT {limit}) s").format(
-        table=TABLE, where=where_sql, limit=sql.Literal(int(n))).as_string(None)
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {table}{where}").format(
+        table=TABLE, where=where_sql).as_string(None)
+
+
+_GENRE_FRAGMENT = "genre_ids && %(f_genre_ids)s::integer[]"
+
+
+def _partial_where(where: str, genre: int) -> str:
+    """The filter on one genre with the genre as a literal, the form the partial index's predicate has:
+    a parameter would hide it from a generic (prepared) plan, which could then not use that index."""
+    return where.replace(_GENRE_FRAGMENT, "genre_ids && '{%d}'::integer[]" % int(genre))
+
+
+def estimated_rows(conn: psycopg.Connection, where: str, named: dict[str, Any]) -> float:
+    """How many rows pass the filter, by the planner's statistics (EXPLAIN, nothing executed).
+
+    Postgres keeps per-element frequencies for array columns (``genre_ids``) and histograms for the
+    rest, so its estimate is within a few percent for the filters search builds, in 0.4 ms; counting
+    the matching rows (even capped at the threshold) reads their heap pages: 5 ms at 5% of 100k titles
+    and 12 ms at 20%, on every filtered search. A wrong estimate costs speed, never results: an index
+    scan that comes back short falls back to the exact scan."""
+    plan = conn.execute(_statement("estimate", where, 0, 0, "vector", False), named).fetchone()[0]
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def relaxed_candidates(k: int, ef: int, *, estimated: float | None, table_rows: float, partial: bool) -> int:
+    """Rows a relaxed-order filtered scan collects before the k nearest are taken.
+
+    The scan yields the next ef_search nearest titles at each step, in roughly sorted order, and the
+    filter drops those that fail. Where most of a step passes (a partial index of the filter's genre,
+    where every row passes, or a filter that keeps a tenth of the titles or more), 2k rows re-sorted
+    hold the true k: bench/vector at 100k, 20% selectivity, ef_search 40: recall 1.0, p50 3.6 ms,
+    against 14.7 ms collecting 100. A rarer filter needs ef_search rows for its recall (0.92 with 2k at
+    5%, 0.997 with 100)."""
+    if partial or (estimated is not None and table_rows and estimated >= 0.1 * table_rows):
+        return max(int(k), min(int(ef), 2 * int(k)))
+    return int(ef)
 
 
 def auto_exact_threshold(k: int, table_rows: float) -> int:
@@ -289,7 +329,7 @@ def _restore_settings(conn: psycopg.Connection, previous: dict[str, str | None])
 def _local_search(conn: psycopg.Connection, *, ef: int, relaxed: bool):
     """A search in its own transaction, or in a savepoint of the caller's: every setting the strategies
     need is set locally in one round trip that also reads the table's size and what it serves (yielded:
-    rows, index kind, embedding model), and a caller's own values are put back at the end, since SET LOCAL
+    rows, index kind, embedding model, genres with a partial index), and a caller's own values are put back at the end, since SET LOCAL
     outlives a savepoint. The search log is telemetry: when the search owns its transaction, its commit
     need not wait for a WAL flush (never changed inside a caller's transaction, whose commit it would
     affect)."""
@@ -299,6 +339,7 @@ def _local_search(conn: psycopg.Connection, *, ef: int, relaxed: bool):
         previous = None if owns_transaction else _callers_settings(conn)
         yield conn.execute(
             "SELECT greatest(c.reltuples, 0)::bigint, coalesce(s.index_kind, 'vector'), s.embedding_model, "
+            "coalesce(s.partial_genres, '{}'), "
             "set_config('hnsw.ef_search', %s, true), "
             "set_config('hnsw.iterative_scan', %s, true), "
             "set_config('hnsw.max_scan_tuples', greatest(20000, c.reltuples)::bigint::text, true), "
@@ -307,7 +348,7 @@ def _local_search(conn: psycopg.Connection, *, ef: int, relaxed: bool):
             "true) FROM pg_class c LEFT JOIN meta.vector_serving s ON s.table_name = 'vectors.content_vectors' "
             "WHERE c.oid = 'vectors.content_vectors'::regclass",
             (str(ef), "relaxed_order" if relaxed else "off", owns_transaction),
-        ).fetchone()[:3]
+        ).fetchone()[:4]
         if previous:
             _restore_settings(conn, previous)
 
@@ -425,10 +466,10 @@ def search_by_vector(
                              search_type=search_type, query_text=query_text, user_id=user_id,
                              exact_threshold=exact_threshold, model=model)
     started = time.perf_counter()
-    with _local_search(conn, ef=ef, relaxed=relaxed) as (table_rows, kind, served_model):
+    with _local_search(conn, ef=ef, relaxed=relaxed) as (table_rows, kind, served_model, partial_genres):
         strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
                                      relaxed=relaxed, kind=kind, table_rows=table_rows,
-                                     exact_threshold=exact_threshold, set_sort=True)
+                                     exact_threshold=exact_threshold, set_sort=True, partial_genres=partial_genres)
         latency_ms = (time.perf_counter() - started) * 1000.0
         hits = _hits(rows)
         found_model = _check_model(hits, model, served_model)
@@ -444,16 +485,25 @@ def search_by_vector(
 
 def _strategies(conn: psycopg.Connection, *, k: int, ef: int, filters: SearchFilters, where: str,
                 named: dict[str, Any], args: dict[str, Any], relaxed: bool, kind: str, table_rows: float,
-                exact_threshold: int | None, set_sort: bool) -> tuple[str, list[tuple]]:
+                exact_threshold: int | None, set_sort: bool, partial_genres: Sequence[int] = (),
+                estimate: Any = None) -> tuple[str, list[tuple]]:
     strategy = "hnsw_iterative" if relaxed else "hnsw"
     rows: list[tuple] | None = None
+    candidates = ef
     if not filters.empty:
         threshold = exact_threshold if exact_threshold is not None else auto_exact_threshold(k, table_rows)
-        matching = conn.execute(_statement("count", where, k, int(threshold), kind, relaxed), named).fetchone()[0]
-        if matching < threshold:
+        estimated = estimate(conn, where, named) if estimate is not None else estimated_rows(conn, where, named)
+        if estimated < threshold:
             strategy = "exact"
+        # a genre with a partial HNSW index of its own (built with the table, see .shadow): the planner
+        # scans that graph, where every row passes
+        partial = (len(filters.genre_ids) == 1 and filters.genre_ids[0] in partial_genres
+                   and filters == SearchFilters(genre_ids=filters.genre_ids))
+        candidates = relaxed_candidates(k, ef, estimated=estimated, table_rows=table_rows, partial=partial)
+        if partial:
+            where = _partial_where(where, filters.genre_ids[0])
     if strategy != "exact":
-        rows = conn.execute(_statement("hnsw", where, k, ef, kind, relaxed), args).fetchall()
+        rows = conn.execute(_statement("hnsw", where, k, candidates, kind, relaxed), args).fetchall()
         if len(rows) < k:
             rows = None  # the index scan came up short: the exact scan below says how many really match
             strategy = "exact"
@@ -476,7 +526,8 @@ def _search_tuned(conn: psycopg.Connection, session: Any, q: np.ndarray, *, k: i
     session.want(conn, {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order" if relaxed else "off"})
     strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
                                  relaxed=relaxed, kind=serving.index_kind, table_rows=serving.rows,
-                                 exact_threshold=exact_threshold, set_sort=False)
+                                 exact_threshold=exact_threshold, set_sort=False, partial_genres=serving.partial_genres,
+                                 estimate=session.estimate)
     latency_ms = (time.perf_counter() - started) * 1000.0
     hits = _hits(rows)
     try:
@@ -517,7 +568,7 @@ def nearest_ids(conn: psycopg.Connection, vector: Any, *, k: int, ef_search: int
         serving = session.serving(conn)
         session.want(conn, {"hnsw.ef_search": str(ef), "hnsw.iterative_scan": "relaxed_order" if relaxed else "off"})
         return _nearest_ids(conn, serving.index_kind, where, k, ef, args, set_sort=False)
-    with _local_search(conn, ef=ef, relaxed=relaxed) as (_, kind, _):
+    with _local_search(conn, ef=ef, relaxed=relaxed) as (_, kind, _, _):
         return _nearest_ids(conn, kind, where, k, ef, args, set_sort=True)
 
 

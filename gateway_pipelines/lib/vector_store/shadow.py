@@ -13,7 +13,7 @@ built beside it, in ``<table>_shadow``:
    changed while the buckets were loaded (usually none).
 3. **index** - the primary key, the filter indexes and the HNSW index of the configured kind are
    built on the shadow, then ``ANALYZE``. Nobody reads the shadow, so nothing waits on these locks.
-4. **swap** - one short transaction: ``LOCK ... ACCESS EXCLUSIVE`` with a ``lock_timeout`` (retried
+4. **swap** - one short transaction: ``LOCK ... ACCESS EXCLUSIVE`` with a 20 ms ``lock_timeout`` (retried
    with a back-off, so the swap never queues for long behind a running search and readers never
    queue for long behind it), renames (served → ``_retired``, shadow → served, and their indexes),
    the new model / kind / generation in `meta.vector_serving`. The retired table is dropped after
@@ -26,6 +26,7 @@ load and HNSW build happen while searches run on the old table.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -90,6 +91,7 @@ class ShadowBuild:
     swap_attempts: int
     generation: int  # of the table now served
     seconds: float
+    partial_genres: list[int] = field(default_factory=list)  # genres given a partial HNSW index
     timings: dict[str, float] = field(default_factory=dict)
     # time.monotonic() (start, end) of each step: load, index, catch_up, swap
     phases: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
@@ -177,12 +179,63 @@ def _index_shadow(conn: psycopg.Connection, table: str, shadow: str, index: Inde
     return build
 
 
-def _has_valid_hnsw(conn: psycopg.Connection, table: str) -> bool:
+def _has_valid_hnsw(conn: psycopg.Connection, table: str, index_name: str) -> bool:
+    """The table's main HNSW index (by name: the partial ones of hot genres do not count) is valid."""
     return bool(conn.execute(
         "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
-        "WHERE i.indrelid = %s::regclass AND am.amname = 'hnsw' AND i.indisvalid",
-        (table,),
+        "WHERE i.indrelid = %s::regclass AND am.amname = 'hnsw' AND i.indisvalid AND c.relname = %s",
+        (table, index_name),
     ).fetchone())
+
+
+def partial_index_name(table_name: str, genre: int) -> str:
+    return f"{table_name}_g{int(genre)}_hnsw"
+
+
+_PARTIAL_NAME = re.compile(r"_g(\d+)_hnsw$")
+
+
+def hot_genres(conn: psycopg.Connection, table: str, *, max_share: float, max_indexes: int, k: int = 10) -> list[int]:
+    """Genres worth a partial HNSW index: filtering on one is too broad for the exact scan (more titles
+    than `search.auto_exact_threshold`) and too narrow for the whole graph (at most ``max_share`` of the
+    table, where most of each step of a filtered scan fails the filter); the most frequent first."""
+    from .search import auto_exact_threshold
+
+    if max_indexes <= 0 or max_share <= 0:
+        return []
+    rows = conn.execute(
+        sql.SQL("SELECT g, count(*) FROM {}, unnest(genre_ids) g GROUP BY g ORDER BY 2 DESC, 1").format(qualified(table))
+    ).fetchall()
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()[0]
+    floor = auto_exact_threshold(k, total)
+    return [int(g) for g, n in rows if floor <= n <= max_share * total][:max_indexes]
+
+
+def _build_partial_indexes(conn: psycopg.Connection, shadow: str, index: IndexConfig) -> list[int]:
+    """A partial HNSW index per hot genre on the shadow (same kind and graph parameters as the main
+    one), each its own committed step, so a resumed build keeps the ones already built."""
+    from .index import index_expression
+
+    _, shadow_name = _split(shadow)
+    expression, opclass = index_expression(index.kind)
+    with conn.transaction():
+        genres = hot_genres(conn, shadow, max_share=index.partial_max_share, max_indexes=index.partial_max_indexes)
+    for genre in genres:
+        with conn.transaction():
+            conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (str(index.maintenance_work_mem),))
+            # the predicate is a literal, so the planner proves a filter on this genre implies it in
+            # generic (prepared) plans too; search writes that filter with the same literal
+            conn.execute(sql.SQL(
+                "CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw ({} {}) WITH (m = {}, ef_construction = {}) "
+                "WHERE genre_ids && {}::integer[]").format(
+                sql.Identifier(partial_index_name(shadow_name, genre)), qualified(shadow), sql.SQL(expression),
+                sql.SQL(opclass), sql.Literal(int(index.m)), sql.Literal(int(index.ef_construction)),
+                sql.Literal("{%d}" % int(genre))))
+    return genres
+
+
+def _partial_genres(names: list[str]) -> list[int]:
+    return sorted(int(m.group(1)) for m in map(_PARTIAL_NAME.search, names) if m)
 
 
 def _index_names(conn: psycopg.Connection, table: str) -> list[str]:
@@ -199,6 +252,10 @@ def _swap(conn: psycopg.Connection, table: str, shadow: str, *, build_id: int, m
     retired = f"{schema}.{served_name}{RETIRED_SUFFIX}"
     with conn.transaction():
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(qualified(retired)))  # a crash after a swap
+        # counted before the lock, not under it (30-80 ms at 100k rows, which every reader queued behind
+        # the lock would wait for): only the sync writes the shadow, and syncs hold one advisory lock
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(shadow))).fetchone()[0]
+        new_indexes = _index_names(conn, shadow)
     for attempt in range(1, attempts + 1):
         started = time.perf_counter()
         try:
@@ -207,7 +264,6 @@ def _swap(conn: psycopg.Connection, table: str, shadow: str, *, build_id: int, m
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(qualified(table)))
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(qualified(shadow)))
                 old_indexes = _index_names(conn, table)
-                new_indexes = _index_names(conn, shadow)
                 # the retired table and its indexes move aside first: index names are unique per schema
                 for name in old_indexes:
                     conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
@@ -219,7 +275,7 @@ def _swap(conn: psycopg.Connection, table: str, shadow: str, *, build_id: int, m
                     if name.startswith(shadow_name):
                         conn.execute(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
                             sql.Identifier(schema, name), sql.Identifier(served_name + name[len(shadow_name):])))
-                rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(qualified(table))).fetchone()[0]
+                partial = _partial_genres(new_indexes)
                 # the build was recorded under the shadow's names: it is the served index's build now
                 conn.execute(
                     "UPDATE meta.index_builds SET table_name = %s, index_name = %s WHERE table_name = %s",
@@ -227,11 +283,12 @@ def _swap(conn: psycopg.Connection, table: str, shadow: str, *, build_id: int, m
                 )
                 generation = conn.execute(
                     "INSERT INTO meta.vector_serving AS s (table_name, embedding_model, index_kind, generation, "
-                    "rows_served, swapped_at) VALUES (%s, %s, %s, 1, %s, now()) ON CONFLICT (table_name) DO UPDATE "
+                    "rows_served, swapped_at, partial_genres) VALUES (%s, %s, %s, 1, %s, now(), %s) "
+                    "ON CONFLICT (table_name) DO UPDATE "
                     "SET embedding_model = EXCLUDED.embedding_model, index_kind = EXCLUDED.index_kind, "
-                    "generation = s.generation + 1, rows_served = EXCLUDED.rows_served, swapped_at = now() "
-                    "RETURNING generation",
-                    (table, model if rows else None, kind, rows),
+                    "generation = s.generation + 1, rows_served = EXCLUDED.rows_served, swapped_at = now(), "
+                    "partial_genres = EXCLUDED.partial_genres RETURNING generation",
+                    (table, model if rows else None, kind, rows, partial),
                 ).fetchone()[0]
                 swap_ms = (time.perf_counter() - started) * 1000
                 conn.execute(
@@ -262,8 +319,10 @@ def shadow_rebuild(
     index: IndexConfig = IndexConfig(),
     table: str = DEFAULT_TABLE,
     buckets: int = BUCKETS,
-    lock_timeout_ms: int = 100,
-    swap_attempts: int = 50,
+    # a search queued behind the swap's lock request waits for as long as the request does: 20 ms,
+    # then the swap steps back and retries (a search is ~2 ms), so no reader waits 100 ms on it
+    lock_timeout_ms: int = 20,
+    swap_attempts: int = 200,
     fail_after_buckets: int | None = None,
 ) -> ShadowBuild:
     """Build ``table``'s replacement, serving ``model``, and swap it in (module docstring).
@@ -324,12 +383,18 @@ def shadow_rebuild(
     t0 = time.perf_counter()
     m0 = time.monotonic()
     index_build = None
+    _, served_name = _split(table)
+    _, shadow_name = _split(shadow)
+    main_index = DEFAULT_INDEX.replace(served_name, shadow_name)
     with conn.transaction():
         # the HNSW index is built last: only with it is the shadow indexed (a kill during its build
         # leaves the key and filter indexes, and swapping that in served a table with no vector index)
-        indexed = _has_valid_hnsw(conn, shadow)
+        indexed = _has_valid_hnsw(conn, shadow, main_index)
     if not indexed:
         index_build = _index_shadow(conn, table, shadow, index)
+    t1 = time.perf_counter()
+    partial = _build_partial_indexes(conn, shadow, index)
+    timings["partial_index_s"] = time.perf_counter() - t1
     timings["index_s"] = time.perf_counter() - t0
     phases["index"] = (m0, time.monotonic())
     t0 = time.perf_counter()
@@ -351,5 +416,5 @@ def shadow_rebuild(
         build_id=int(build_id), reason=reason, embedding_model=model, index_kind=index.kind, buckets=buckets,
         buckets_loaded_now=loaded_now, resumed=resumed, rows_loaded=int(rows_loaded), caught_up=caught_up,
         index_build=index_build, swap_ms=swap_ms, swap_attempts=attempts, generation=generation,
-        seconds=time.perf_counter() - started, timings=timings, phases=phases,
+        seconds=time.perf_counter() - started, timings=timings, phases=phases, partial_genres=partial,
     )

@@ -59,3 +59,27 @@ def test_recall_plot_is_a_png():
     points = [RecallPoint(20, 0.9, 0.3, 0.8, 3000.0), RecallPoint(100, 0.99, 0.6, 1.1, 1600.0)]
     png = recall_plot_png(points)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_exact_neighbours_match_a_brute_force_scan_per_query(conn):
+    """The one-pass ground truth (blocks merged into a running top-k) against the database's own
+    exact ORDER BY per query, unfiltered and filtered, with blocks small enough to need many merges."""
+    from gateway_pipelines.lib.vector_store.search import SearchFilters, exact_query
+
+    n = 1500
+    keys = [f"movie-{i}" for i in range(1, n + 1)]
+    create_dim_content(conn)
+    insert_dim_content(conn, [dim_row(k, genre_ids=[18] if i % 3 == 0 else [35]) for i, k in enumerate(keys)])
+    conn.commit()
+    copy_merge_embeddings(conn, embedding_rows(keys, clustered_vectors(n, clusters=20, seed=5)))
+    sync_content_vectors(conn)
+    queries = sample_queries(conn, n=25, seed=9)
+    for filters in (SearchFilters(), SearchFilters(genre_ids=(18,))):
+        where, named = filters.where()
+        with conn.transaction():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            brute = [[r[0] for r in conn.execute(exact_query(where, 10), {"q": q, **named}).fetchall()]
+                     for q in queries]
+        got = exact_neighbours(conn, queries, k=10, filters=filters, chunk_rows=97)
+        assert got == brute, filters
+    assert len(set(got[0]) & {k for i, k in enumerate(keys) if i % 3 == 0}) == 10  # the filter applied
