@@ -58,6 +58,8 @@ SETTINGS: tuple[Setting, ...] = (
             "times since the fit", default="2.0"),
     Setting("GATEWAY_EMBED_AUTO_REFIT", "refit a stale local embedding model automatically (0: only warn)",
             default="1"),
+    Setting("GATEWAY_EMBED_PROVIDER", "plot-text model: auto (OpenAI when OPENAI_API_KEY is set, else local), "
+            "openai, local (TF-IDF + SVD) or wordllama (needs the [wordllama] extra)", default="auto"),
     Setting("GATEWAY_VECTOR_INDEX", "what the search index is built on: halfvec (HNSW on a halfvec(768) "
             "expression), vector (HNSW on vector(768)) or bit (binary quantisation, re-ranked); docs/vector_store.md",
             default="halfvec"),

@@ -58,6 +58,7 @@ def build_resources(env: Mapping[str, str] | None = None) -> dict[str, dg.Config
             landing_dir=str(home / "landing" / "tmdb"),
         ),
         "embeddings": EmbeddingResource(
+            provider=settings.from_env("GATEWAY_EMBED_PROVIDER", env),
             openai_api_key=settings.from_env("OPENAI_API_KEY", env),
             openai_base_url=settings.from_env("OPENAI_BASE_URL", env),
             models_dir=str(home / "models"),

@@ -71,7 +71,8 @@ def config_report(env: Mapping[str, str] | None = None, *, resolve: bool = True)
     # from the settings, not live resources: the report may describe another environment than ours
     kind = resolve_provider_kind(resources["embeddings"].provider, settings.value("OPENAI_API_KEY", env))
     api = "on" if settings.is_set("TMDB_API_KEY", env) or settings.is_set("TMDB_READ_TOKEN", env) else "off"
-    why = "OPENAI_API_KEY is set" if kind == "openai" else "no OPENAI_API_KEY: local TF-IDF + SVD model"
+    why = {"openai": "OPENAI_API_KEY is set", "wordllama": "GATEWAY_EMBED_PROVIDER=wordllama: its shipped weights"
+           }.get(kind, "no OPENAI_API_KEY: local TF-IDF + SVD model")
     lines.append(f"  {'embedding provider':<34} {kind:<60} {why}")
     lines.append(f"  {'TMDB API':<34} {api:<60} {'a key or token is set' if api == 'on' else 'no TMDB_API_KEY / TMDB_READ_TOKEN'}")
     return "\n".join(lines)

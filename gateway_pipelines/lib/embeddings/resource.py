@@ -14,7 +14,9 @@ from gateway_pipelines.lib.embeddings.openai_provider import DEFAULT_MODEL
 
 
 class EmbeddingResource(dg.ConfigurableResource):
-    """`provider`: auto (OpenAI when `openai_api_key` is set, else local), openai or local.
+    """`provider`: auto (OpenAI when `openai_api_key` is set, else local), openai, local or wordllama
+    (the 256-d token model shipped in the wordllama wheel, `pip install -e '.[wordllama]'`: nothing
+    fitted, nothing downloaded; `models_dir` and `refit` do not apply to it). auto never picks wordllama.
 
     Every setting is a field, so the run's configuration is all that decides the provider. The
     local model is persisted in `models_dir` (the platform uses `<GATEWAY_HOME>/models`). Block

@@ -31,6 +31,12 @@ def query_provider(models_dir: str | Path, current: Any) -> Callable[[str], Any]
             path = Path(models_dir) / f"tfidf-lsa-{version}.joblib"
             if path.is_file():
                 return LocalLSAProvider.load(path)
+        if kind == "wordllama":  # its weights ship with the package: the served version, if installed
+            from gateway_pipelines.lib.embeddings.wordllama_provider import WordLlamaProvider
+
+            provider = WordLlamaProvider.load()
+            if provider.model_id == model_id:
+                return provider
         raise ModelMismatchError(getattr(current, "model_id", "?"), model_id)
 
     return provider_for

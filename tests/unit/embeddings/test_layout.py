@@ -78,7 +78,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_module_list_is_the_intended_layout():
     assert MODULES == ["__init__", "base", "coverage", "factory", "genre_features", "hashing", "hybrid", "local_provider",
                        "metadata_features", "mood_features", "mood_vocabulary", "openai_provider", "plan",
-                       "resource"]
+                       "resource", "wordllama_provider"]
 
 
 # One interpreter for all the modules: before each import it forgets every module of ours, so each is
@@ -126,7 +126,8 @@ def test_the_providers_share_a_base_and_only_the_factory_knows_both():
     # the local model measures its own vocabulary coverage; coverage knows no provider
     assert graph["openai_provider"] == {"base"} and graph["local_provider"] == {"base", "coverage"}
     assert graph["coverage"] == set()
-    assert graph["factory"] == {"base", "openai_provider", "local_provider"}
+    assert graph["factory"] == {"base", "openai_provider", "local_provider", "wordllama_provider"}
+    assert graph["wordllama_provider"] == {"base"}
     assert {s for s, deps in graph.items() if {"openai_provider", "local_provider"} <= deps} == {"factory",
                                                                                                  "__init__"}
 
