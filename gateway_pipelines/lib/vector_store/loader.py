@@ -507,22 +507,26 @@ def sync_content_vectors(
             rows_before = int(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(target)).fetchone()[0])
             served_model = served.embedding_model if rows_before else None
             model, by_model = _target_model(conn, served_model)
+            # one full join of source and served rows gives every count (six subqueries over the same
+            # join took 2.2 s of a no-change sync at 100k titles)
             counts = conn.execute(
                 sql.SQL(
                     """
-                    WITH src AS ({source})
-                    SELECT (SELECT count(*) FROM src WHERE src.embedding_model = %(model)s
-                              AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = src.id)),
-                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
-                             WHERE src.embedding_model = %(model)s AND {trow} IS DISTINCT FROM {srow}),
-                           (SELECT count(*) FROM {target} t WHERE NOT EXISTS (SELECT 1 FROM src WHERE src.id = t.id)),
-                           (SELECT count(*) FROM src WHERE src.embedding_model IS DISTINCT FROM %(model)s
-                              AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = src.id)),
-                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
-                             WHERE src.embedding_model IS DISTINCT FROM %(model)s AND t.embedding_model = %(model)s),
-                           (SELECT count(*) FROM src JOIN {target} t ON t.id = src.id
-                             WHERE src.embedding_model IS DISTINCT FROM %(model)s
-                               AND t.embedding_model IS DISTINCT FROM %(model)s)
+                    WITH src AS ({source}),
+                    j AS (SELECT src.id AS sid, t.id AS tid, src.embedding_model AS smodel,
+                                 t.embedding_model AS tmodel, {trow} IS DISTINCT FROM {srow} AS differs
+                            FROM src FULL JOIN {target} t ON t.id = src.id)
+                    SELECT count(*) FILTER (WHERE tid IS NULL AND smodel = %(model)s),
+                           count(*) FILTER (WHERE sid IS NOT NULL AND tid IS NOT NULL AND smodel = %(model)s
+                                              AND differs),
+                           count(*) FILTER (WHERE sid IS NULL),
+                           count(*) FILTER (WHERE tid IS NULL AND smodel IS DISTINCT FROM %(model)s),
+                           count(*) FILTER (WHERE sid IS NOT NULL AND tid IS NOT NULL
+                                              AND smodel IS DISTINCT FROM %(model)s AND tmodel = %(model)s),
+                           count(*) FILTER (WHERE sid IS NOT NULL AND tid IS NOT NULL
+                                              AND smodel IS DISTINCT FROM %(model)s
+                                              AND tmodel IS DISTINCT FROM %(model)s)
+                      FROM j
                     """
                 ).format(source=sql.SQL(_SOURCE), target=target, trow=_row("t"), srow=_row("src")),
                 {"model": model},
