@@ -297,8 +297,9 @@ def _migration_run(url: str, work: Path) -> None:
 
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
+    # raw_watermark fingerprints row versions (ctid, xmin): transaction ids differ between two copies
     Stage("raw_copy", ("raw.tmdb_titles", "raw.tmdb_rejects", "raw.tmdb_batches", "raw.tmdb_held_titles"),
-          r"^\s*COPY\s+tmdb_titles_stage", _raw_prepare, _raw_run),
+          r"^\s*COPY\s+tmdb_titles_stage", _raw_prepare, _raw_run, ignore=("raw.tmdb_batches.raw_watermark",)),
     Stage("dbt", ("analytics.stg_tmdb__titles", "analytics.dim_content"),
           r"stg_tmdb__titles|dim_content", _dbt_prepare, _dbt_run, atomic=False),
     Stage("embedding", ("vectors.content_embeddings",),

@@ -3,10 +3,18 @@
 Incremental models are daily-partitioned (a run passes its window to dbt in environment variables,
 and a range backfill is one dbt invocation); whole-table models are unpartitioned, so the UI shows one
 materialisation of dim_content instead of 335 days of it.
+
+dbt is not invoked when nothing it reads changed since the selected models' last successful build
+(lib/analytics/skip.py). The models are then still reported, as materialisations that say
+`dbt_skipped: true` and why, with their row counts: dagster-dbt's outputs are optional (its assets
+are subsettable), and an output not yielded would skip every step after it in the run (the GX suite
+on stg_tmdb__titles, content_embeddings, content_vectors). Their dbt tests are not yielded, since
+they did not run: Dagster shows them as skipped on that materialisation rather than as a fresh pass.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,13 +26,27 @@ from gateway_pipelines import automation
 from gateway_pipelines.defs.analytics.project import dbt_project
 from gateway_pipelines.defs.tmdb.partitions import tmdb_partitions
 from gateway_pipelines.lib.analytics.resource import DbtWarehouseResource
+from gateway_pipelines.lib.analytics.skip import (
+    Decision,
+    Node,
+    Window,
+    decide,
+    manifest_nodes,
+    project_checksum,
+    record_builds,
+)
 
 INCREMENTAL = "config.materialized:incremental"
 OWNERS = ["team:analytics"]
+UNIQUE_ID = "dagster_dbt/unique_id"
+# stg_tmdb__titles.sql reads raw.tmdb_titles only `between` the window's dates when it builds
+# incrementally: that slice, not the whole table, is what a build of the window depends on.
+WINDOWED_SOURCES = {"source.gateway.raw.tmdb_titles": "partition_date"}
 
 
 class DbtConfig(dg.Config):
     full_refresh: bool = False  # rebuild incremental models from all of raw, not just the run's window
+    force: bool = False  # invoke dbt even when nothing it reads changed since the last build (reruns its tests)
 
 
 # The personalization models (dbt/models/personalization/): their group, owners, and the one parent
@@ -100,6 +122,7 @@ def portable_manifest(path: Path) -> dict[str, Any]:
 @cache
 def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.AssetsDefinition, ...]:
     manifest = portable_manifest(dbt_project().manifest_path)
+    nodes = manifest_nodes(manifest)
 
     @dbt_assets(
         manifest=manifest,
@@ -112,7 +135,10 @@ def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.Assets
     def dbt_incremental_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
         """The run's partition window (one dbt invocation for a whole range), as the environment
         variables the staging model reads: `--vars` would make dbt parse the project again each run."""
-        yield from dbt.stream(_build_args(config), context=context, env=window_env(context.partition_time_window))
+        env = window_env(context.partition_time_window)
+        window = Window(date.fromisoformat(env["GATEWAY_DBT_MIN_DATE"]),
+                        date.fromisoformat(env["GATEWAY_DBT_MAX_DATE"]), WINDOWED_SOURCES)
+        yield from build_or_skip(context, config, dbt, nodes, env=env, window=window)
 
     @dbt_assets(
         manifest=manifest,
@@ -122,9 +148,57 @@ def dbt_model_assets(partitions_def: dg.PartitionsDefinition) -> tuple[dg.Assets
     )
     def dbt_table_models(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource):
         """Whole-table models, rebuilt from what the incremental models hold."""
-        yield from dbt.stream(_build_args(config), context=context)
+        yield from build_or_skip(context, config, dbt, nodes)
 
     return dbt_incremental_models, dbt_table_models
+
+
+def build_or_skip(context: dg.AssetExecutionContext, config: DbtConfig, dbt: DbtWarehouseResource,
+                  nodes: Mapping[str, Node], *, env: Mapping[str, str] | None = None,
+                  window: Window | None = None) -> Iterator:
+    """Invoke dbt for the selected models unless nothing they read changed; record each successful build."""
+    specs = context.assets_def.specs_by_key
+    models = {specs[key].metadata[UNIQUE_ID]: key for key in context.selected_asset_keys}
+    force = ("full_refresh: true rebuilds from all of raw" if config.full_refresh
+             else "force: true in the run config" if config.force else None)
+    with dbt.warehouse.connection() as conn:
+        decision = decide(conn, nodes, models, project=project_checksum(Path(dbt.project_dir)), window=window,
+                          force=force)
+    if decision.skip:
+        context.log.info(f"dbt not invoked: {decision.reason}")
+        yield from _skipped(context, nodes, decision, models)
+        return
+    context.log.info(f"dbt build: {decision.reason}")
+    for event in dbt.stream(_build_args(config), context=context, env=env):
+        if isinstance(event, dg.Output):
+            event = event.with_metadata({**event.metadata, "dbt_skipped": False, "dbt_build_reason": decision.reason})
+        yield event
+    # only reached when dbt finished without error: a failed build leaves the last good entry
+    with dbt.warehouse.connection() as conn:
+        record_builds(conn, nodes, decision, window=window, run_id=context.run.run_id)
+
+
+def _skipped(context: dg.AssetExecutionContext, nodes: Mapping[str, Node], decision: Decision,
+             models: Mapping[str, dg.AssetKey]) -> Iterator[dg.Output]:
+    not_run = sorted(k.name for k in context.selected_asset_check_keys)
+    if not_run:
+        context.log.info(f"dbt tests not run (the models were not rebuilt): {', '.join(not_run)}")
+    for uid in decision.models:
+        entry, state = decision.entries[uid], decision.before.get(uid)
+        run = (entry.run_id or "?")[:8]
+        metadata: dict[str, Any] = {
+            "dbt_skipped": True,
+            "reason": decision.reason,
+            "last_build_run_id": entry.run_id or "",
+            "last_built_at": dg.MetadataValue.timestamp(entry.recorded_at),
+            "dbt_tests": f"not run: the {len(nodes[uid].tests)} dbt tests of {nodes[uid].name} ran with its build in "
+                         f"run {run}; this materialisation shows them as skipped",
+            "unique_id": uid,
+        }
+        if isinstance(state, Mapping) and state.get("rows") is not None:
+            metadata["dagster/row_count"] = int(state["rows"])
+        yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_key(models[uid]),
+                        metadata=metadata)
 
 
 @dg.definitions

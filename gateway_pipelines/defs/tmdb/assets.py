@@ -32,6 +32,7 @@ from gateway_pipelines.lib.tmdb.raw_store import (
 from gateway_pipelines.lib.tmdb.records import SourceError, file_error
 from gateway_pipelines.lib.tmdb.resource import TMDBResource
 from gateway_pipelines.lib.tmdb.sources import FILE_SOURCES, SOURCE_NAMES, deterministic_reason, is_transient
+from gateway_pipelines.lib.tmdb.unchanged import LOADER_VERSION, match_unchanged_file
 from gateway_pipelines.lib.warehouse import WarehouseResource
 
 __all__ = ["NEW_DATA_CHECK", "PAYLOAD_SHAPE_CHECK", "REJECT_RATIO_CHECK", "TMDB_RETRY", "TitlesConfig",
@@ -49,6 +50,8 @@ class TitlesConfig(dg.Config):
     max_reject_ratio: float = DEFAULT_MAX_REJECT_RATIO  # over it, the batch is held and the gate fails
     accept_rejects: bool = False  # load (or release) a batch over max_reject_ratio anyway: an operator's call
     release_batch: int | None = None  # merge this held batch (raw.tmdb_batches.batch_id); reads no source
+    # read a file even when it is byte-identical to a loaded batch that raw still holds unchanged
+    reread: bool = False
 
 
 def _column(name: str, type_: str, description: str) -> dg.TableColumn:
@@ -256,6 +259,12 @@ def _load(context, config: TitlesConfig, warehouse: WarehouseResource, tmdb: TMD
         if name not in FILE_SOURCES:
             raise
         raise SourceError(f"{exc}; {PATH_FIX}") from exc
+    file_check: dict = {}
+    if file is not None and checksum is not None:
+        unchanged, file_check = _match_file(config, source, warehouse, partition, name, checksum)
+        if unchanged is not None:
+            context.log.info(f"{file.name} not read: {file_check['file_check']}")
+            return unchanged, file_check
     with warehouse.connection() as conn:
         # source.missing fills while the records stream; ingest reads it after the COPY
         report = ingest(
@@ -264,9 +273,30 @@ def _load(context, config: TitlesConfig, warehouse: WarehouseResource, tmdb: TMD
             file_name=file.name if file else None, file_sha256=checksum, run_id=context.run_id,
         )
     return BatchOutcome.from_ingest(report), {
+        **file_check,
+        "loader_version": LOADER_VERSION,
         "truncation_warnings": report.warnings,
         "titles_per_second": round(report.titles_per_second, 1),
         "duration_s": round(report.seconds, 3),
+    }
+
+
+def _match_file(config: TitlesConfig, source, warehouse: WarehouseResource, partition: date, name: str,
+                checksum: str) -> tuple[BatchOutcome | None, dict]:
+    """The outcome of a rerun that needs no read (or None), and metadata saying why it does or not."""
+    if config.reread:
+        return None, {"file_unchanged": False, "file_check": "reread: true in the run config: read in full"}
+    if not source.reads_only_its_file:
+        return None, {"file_unchanged": False, "file_check": "read in full: with TMDB credentials an export's "
+                      "details come from the API, so the same file may bring changed titles"}
+    with warehouse.connection() as conn:
+        match = match_unchanged_file(conn, partition=partition, source=name, file_sha256=checksum)
+    file_check = {"file_unchanged": match.unchanged, "file_check": match.reason}
+    if not match.unchanged or match.batch is None:
+        return None, file_check
+    return BatchOutcome.from_unchanged_file(match.batch, config.max_reject_ratio, config.accept_rejects), {
+        **file_check, "matched_batch_id": match.batch.batch_id, "loader_version": LOADER_VERSION,
+        "raw_watermark": match.batch.raw_watermark or "",
     }
 
 

@@ -25,6 +25,7 @@ from gateway_pipelines.lib.tmdb.batches import (
     reasons_markdown,
 )
 from gateway_pipelines.lib.tmdb.raw_store import IngestReport, ReleaseReport
+from gateway_pipelines.lib.tmdb.unchanged import UNCHANGED_FILE
 
 REJECT_RATIO_CHECK = "reject_ratio_below_threshold"
 PAYLOAD_SHAPE_CHECK = "payloads_have_expected_shape"
@@ -69,8 +70,8 @@ class BatchOutcome:
 
     partition: str
     batch: BatchRecord
-    action: str  # loaded | held | still_held | released | reloaded | released_by_id
-    counts: BatchCounts  # this run's, or the batch's after release_batch
+    action: str  # loaded | held | still_held | released | reloaded | released_by_id | unchanged_file
+    counts: BatchCounts  # this run's (all 0 for unchanged_file: nothing was read), or the batch's after release_batch
     reject_ratio: float
     max_reject_ratio: float
     accepted_how: str | None  # 'accept_rejects' | 'release_batch' | None
@@ -94,9 +95,26 @@ class BatchOutcome:
         return cls(b.partition.isoformat(), b, "released_by_id", b.counts, b.reject_ratio, b.max_reject_ratio,
                    "release_batch", b.reasons, b.examples, release.inserted, release.updated, release.unchanged)
 
+    @classmethod
+    def from_unchanged_file(cls, batch: BatchRecord, max_reject_ratio: float, accept_rejects: bool) -> BatchOutcome:
+        """A rerun of a file raw already holds as `batch` left it: nothing read, the batch's figures judged.
+
+        The reject gate is decided as a full rerun of the file would decide it: the batch's ratio
+        against this run's limit (a loaded batch is never held again)."""
+        over = batch.reject_ratio > max_reject_ratio
+        return cls(batch.partition.isoformat(), batch, UNCHANGED_FILE, BatchCounts(0, 0, 0, 0, 0, 0, 0, 0),
+                   batch.reject_ratio, max_reject_ratio, "accept_rejects" if over and accept_rejects else None,
+                   batch.reasons, batch.examples, 0, 0, 0)
+
+    @property
+    def judged_counts(self) -> BatchCounts:
+        """The counts the reject gate judges: this run's, or the matched batch's when nothing was read."""
+        return self.batch.counts if self.action == UNCHANGED_FILE else self.counts
+
     @property
     def judged(self) -> int:
-        return self.counts.read - self.counts.skipped
+        c = self.judged_counts
+        return c.read - c.skipped
 
     @property
     def over_limit(self) -> bool:
@@ -111,18 +129,20 @@ def _top_reason(outcome: BatchOutcome) -> str:
 
 
 def reject_ratio_result(outcome: BatchOutcome) -> dg.AssetCheckResult:
-    o, b = outcome, outcome.batch
-    share = (f"{o.counts.quarantined} of {o.judged} records rejected "
+    o, b, c = outcome, outcome.batch, outcome.judged_counts
+    share = (f"{c.quarantined} of {o.judged} records rejected "
              f"({o.reject_ratio:.1%}; limit {o.max_reject_ratio:.1%}) on {o.partition}")
+    if o.action == UNCHANGED_FILE:
+        share += f" (batch {b.batch_id}'s load: this run matched the file to it and did not read it)"
     if o.accepted_how == "release_batch":
         passed = True
         text = (f"Accepted by the operator (release_batch: {b.batch_id}): {share}. The batch's "
-                f"{o.counts.loaded} valid rows were merged into raw.tmdb_titles; the {o.counts.quarantined} "
+                f"{c.loaded} valid rows were merged into raw.tmdb_titles; the {c.quarantined} "
                 f"rejects stay in raw.tmdb_rejects{_top_reason(o)}")
     elif o.accepted_how == "accept_rejects":
         passed = True
         text = (f"Accepted by the operator (accept_rejects: true): {share}. Batch {b.batch_id}'s "
-                f"{o.counts.loaded} valid rows were loaded; the {o.counts.quarantined} rejects stay in "
+                f"{c.loaded} valid rows were loaded; the {c.quarantined} rejects stay in "
                 f"raw.tmdb_rejects{_top_reason(o)}")
     elif not o.over_limit:
         passed = True
@@ -149,8 +169,9 @@ def reject_ratio_result(outcome: BatchOutcome) -> dg.AssetCheckResult:
             "batch_status": b.status,
             "reject_ratio": round(o.reject_ratio, 4),
             "max_reject_ratio": o.max_reject_ratio,
-            "rejected": o.counts.quarantined,
+            "rejected": c.quarantined,
             "judged": o.judged,
+            "measured_on": "this run's read" if o.action != UNCHANGED_FILE else f"batch {b.batch_id} (file not read)",
             "accepted_by": o.accepted_how or "",
             "by_field": dg.MetadataValue.json(_by_field(o.reasons)),
             "top_reasons": dg.MetadataValue.md(reasons_markdown(o.reasons)),
@@ -187,6 +208,12 @@ def new_data_result(outcome: BatchOutcome) -> dg.AssetCheckResult:
         passed = True
         text = (f"Not judged on {o.partition}: batch {o.batch.batch_id} is held (the reject gate says why), "
                 "so nothing was compared with raw")
+    elif o.action == UNCHANGED_FILE:
+        passed = False
+        loaded_at = o.batch.created_at.astimezone(timezone.utc)
+        text = (f"0 new or changed rows on {o.partition}: the file is byte-identical to batch {o.batch.batch_id} "
+                f"(loaded {loaded_at:%Y-%m-%d %H:%M} UTC, {o.batch.counts.loaded} titles) and raw still holds what "
+                "that batch left, so it was not read again (reread: true reads it anyway)")
     elif c.read == 0:
         passed = False
         text = f"The source sent 0 records for {o.partition}: an empty day (source {o.batch.source})"

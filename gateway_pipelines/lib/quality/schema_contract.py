@@ -10,16 +10,29 @@ exactly which ones.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import yaml
 
 from gateway_pipelines.lib.quality.gx_runner import SuiteOutcome, run_query_suite
+from gateway_pipelines.lib.quality.reuse import suite_version
 from gateway_pipelines.settings import SQL_DIR
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+SUITE_VERSION = suite_version(Path(__file__))
+
+# The migrations as applied (a migration applied since, here or by `gateway db migrate`, changes it).
+MIGRATIONS_FINGERPRINT_SQL = """
+SELECT encode(sha256(convert_to(coalesce(string_agg(
+           version || ':' || checksum || ':' || extract(epoch FROM applied_at)::text, ',' ORDER BY version), ''),
+       'UTF8')), 'hex')
+FROM meta.schema_migrations
+"""
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,7 @@ class SchemaContract:
     signatures: frozenset[str]
     schemas: tuple[str, ...]
     tables: tuple[str, ...]
+    digest: str = ""  # sha256 of the contract file as loaded
 
     @classmethod
     def load(cls, path: Path | None = None) -> SchemaContract:
@@ -46,7 +60,7 @@ class SchemaContract:
             for index, kind in (body.get("indexes") or {}).items():
                 signatures.add(f"index:{table}.{index}:{kind}")
         schemas = tuple(sorted({t.split(".", 1)[0] for t in tables}))
-        return cls(frozenset(signatures), schemas, tuple(tables))
+        return cls(frozenset(signatures), schemas, tuple(tables), hashlib.sha256(path.read_bytes()).hexdigest()[:16])
 
     def catalog_query(self) -> str:
         # The schema names come from our own contract file and were checked against _IDENT above;
@@ -74,6 +88,33 @@ JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = i.relam
 WHERE n.nspname IN ({in_list}) AND ix.indisvalid AND NOT ix.indisprimary AND NOT ix.indisunique
 """
+
+
+    def catalog_fingerprint_sql(self) -> str:
+        """The signatures the GX suite validates (the same query), of the contract's own tables, as
+        (count, sha256). The suite asks whether the declared signatures are among them, and every
+        declared one names a contract table, so its verdict is a function of exactly these rows:
+        equal fingerprints, equal verdicts. Other tables of the same schemas (shadow builds,
+        staging tables) may come and go without a new measurement."""
+        table_of = ("split_part(split_part(signature, ':', 2), '.', 1) || '.' || "
+                    "split_part(split_part(signature, ':', 2), '.', 2)")
+        return (
+            "SELECT count(*), encode(sha256(convert_to(coalesce(string_agg(coalesce(signature, '<null>'), "
+            "E'\\n' ORDER BY signature), ''), 'UTF8')), 'hex') "
+            f"FROM ({self.catalog_query()}) AS catalog WHERE signature IS NULL OR {table_of} = ANY(%(tables)s)"
+        )
+
+
+def contract_watermark(conn: psycopg.Connection, contract: SchemaContract) -> dict[str, Any] | None:
+    """What the contract check's verdict depends on: the catalog of the contract's tables, the applied
+    migrations, the contract and the suite. Computed in SQL: a few milliseconds, against seconds for GX.
+    None on a database that was never migrated (nothing to compare: GX measures)."""
+    if conn.execute("SELECT to_regclass('meta.schema_migrations') IS NULL").fetchone()[0]:
+        return None
+    signatures, catalog = conn.execute(contract.catalog_fingerprint_sql(), {"tables": list(contract.tables)}).fetchone()
+    migrations = conn.execute(MIGRATIONS_FINGERPRINT_SQL).fetchone()[0]
+    return {"catalog": {"signatures": int(signatures), "sha256": catalog}, "migrations": migrations,
+            "contract": contract.digest, "suite": SUITE_VERSION}
 
 
 def validate_schema(warehouse_url: str, contract: SchemaContract | None = None) -> tuple[SuiteOutcome, list[str]]:

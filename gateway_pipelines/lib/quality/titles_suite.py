@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from gateway_pipelines.lib.quality.gx_runner import SuiteOutcome, run_query_suite
+from pathlib import Path
+from typing import Any
 
+import psycopg
+
+from gateway_pipelines.lib.quality.gx_runner import SuiteOutcome, run_query_suite
+from gateway_pipelines.lib.quality.reuse import suite_version
+from gateway_pipelines.lib.watermarks import table_fingerprint
+
+STAGED_TITLES = "analytics.stg_tmdb__titles"
 STAGED_TITLES_QUERY = (
     "SELECT content_key, tmdb_id, media_type, title, overview, vote_average, vote_count, runtime, year, "
-    "popularity FROM analytics.stg_tmdb__titles"
+    f"popularity FROM {STAGED_TITLES}"
 )
+SUITE_VERSION = suite_version(Path(__file__))
+
+
+def staged_titles_watermark(conn: psycopg.Connection) -> dict[str, Any]:
+    """What the suite's verdict depends on: the table it reads (whole) and the suite itself."""
+    return {"table": table_fingerprint(conn, STAGED_TITLES), "suite": SUITE_VERSION}
 
 
 def validate_staged_titles(warehouse_url: str, *, max_missing_overview: float = 0.2) -> SuiteOutcome:

@@ -101,6 +101,9 @@ class BatchRecord:
     released_run_id: str | None
     created_at: datetime
     released_at: datetime | None
+    loader_version: str | None = None  # the loader that counted it (lib/tmdb/unchanged.py)
+    raw_watermark: str | None = None  # raw's fingerprint right after its rows were last merged
+    applied_at: datetime | None = None  # when that was
 
     @property
     def top_reason(self) -> ReasonCount | None:
@@ -111,15 +114,15 @@ BATCH_COLUMNS = """
     batch_id, partition_date, source, file_name, file_sha256, content_sha256, batch_key, status,
     records_read, inserted, updated, unchanged, held, quarantined, skipped_missing, duplicates,
     reject_ratio, max_reject_ratio, accepted_rejects, reject_reasons, reject_examples,
-    run_id, released_run_id, created_at, released_at
+    run_id, released_run_id, created_at, released_at, loader_version, raw_watermark, applied_at
 """
 
 GET_BATCH_SQL = "SELECT" + BATCH_COLUMNS + "FROM raw.tmdb_batches WHERE batch_id = %s"
 GET_BATCH_FOR_UPDATE_SQL = GET_BATCH_SQL + " FOR UPDATE"
-FIND_BATCH_SQL = (
+PEEK_BATCH_SQL = (
     "SELECT" + BATCH_COLUMNS + "FROM raw.tmdb_batches WHERE partition_date = %s AND source = %s AND batch_key = %s"
-    " FOR UPDATE"
 )
+FIND_BATCH_SQL = PEEK_BATCH_SQL + " FOR UPDATE"
 # Optional filters as NULL-tolerant parameters: one statement, nothing spliced into the SQL.
 LIST_BATCHES_SQL = (
     "SELECT" + BATCH_COLUMNS + """FROM raw.tmdb_batches
@@ -135,7 +138,7 @@ HELD_ROWS_SQL = "SELECT count(*) FROM raw.tmdb_held_titles WHERE batch_id = %s"
 def _record(row: Sequence) -> BatchRecord:
     (batch_id, partition, source, file_name, file_sha256, content_sha256, batch_key, status, read, inserted,
      updated, unchanged, held, quarantined, skipped, duplicates, ratio, max_ratio, accepted, reasons, examples,
-     run_id, released_run_id, created_at, released_at) = row
+     run_id, released_run_id, created_at, released_at, loader_version, raw_watermark, applied_at) = row
     return BatchRecord(
         batch_id=int(batch_id), partition=partition, source=source, file_name=file_name, file_sha256=file_sha256,
         content_sha256=content_sha256, batch_key=batch_key, status=status,
@@ -144,6 +147,7 @@ def _record(row: Sequence) -> BatchRecord:
         reasons=tuple(ReasonCount(r["field"], r["reason"], int(r["count"])) for r in reasons or []),
         examples=tuple(RejectExample(e["field"], e["reason"], e["record"]) for e in examples or []),
         run_id=run_id, released_run_id=released_run_id, created_at=created_at, released_at=released_at,
+        loader_version=loader_version, raw_watermark=raw_watermark, applied_at=applied_at,
     )
 
 
@@ -153,9 +157,11 @@ def get_batch(conn: psycopg.Connection, batch_id: int, *, for_update: bool = Fal
     return _record(row) if row else None
 
 
-def find_batch(conn: psycopg.Connection, partition: date, source: str, batch_key: str) -> BatchRecord | None:
-    """The batch a load of this partition, source and key would be, locked for this transaction."""
-    row = conn.execute(FIND_BATCH_SQL, (partition, source, batch_key)).fetchone()
+def find_batch(conn: psycopg.Connection, partition: date, source: str, batch_key: str, *,
+               lock: bool = True) -> BatchRecord | None:
+    """The batch a load of this partition, source and key would be, locked for this transaction
+    unless `lock` is False (a look that decides whether to load at all)."""
+    row = conn.execute(FIND_BATCH_SQL if lock else PEEK_BATCH_SQL, (partition, source, batch_key)).fetchone()
     return _record(row) if row else None
 
 

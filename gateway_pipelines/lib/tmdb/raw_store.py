@@ -35,6 +35,7 @@ from gateway_pipelines.lib.tmdb.batches import (
     summarise_rejects,
 )
 from gateway_pipelines.lib.tmdb.records import Reject, SourceRecord, ValidTitle
+from gateway_pipelines.lib.tmdb.unchanged import LOADER_VERSION, raw_watermark
 from gateway_pipelines.lib.tmdb.validation import validate_record
 
 DEFAULT_MAX_REJECT_RATIO = 0.05
@@ -105,6 +106,21 @@ ON CONFLICT (source, partition, record_hash, field) DO NOTHING
 
 # Two loads of the same batch at once would both find no ledger row; this serialises them.
 BATCH_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+# Merges into raw.tmdb_titles take turns from the merge to their commit, so the watermark a load
+# takes right after its merge is the state it left: no other load's merge can commit in between.
+# Always the last lock a load takes (after the batch's), so the two cannot deadlock.
+MERGE_LOCK_KEY = "raw.tmdb_titles merge"
+
+# After a batch's rows went into raw (load, release or rerun): raw's state as it left it, and the
+# loader whose counts the ledger holds (kept as it was when this run's reading differed from them).
+# A rerun that changed nothing leaves the row alone, applied_at included: raw is still as it was then.
+STAMP_APPLIED_SQL = """
+UPDATE raw.tmdb_batches
+SET raw_watermark = %(watermark)s, applied_at = now(), loader_version = coalesce(%(loader_version)s, loader_version)
+WHERE batch_id = %(batch_id)s
+  AND (raw_watermark IS DISTINCT FROM %(watermark)s
+       OR loader_version IS DISTINCT FROM coalesce(%(loader_version)s, loader_version))
+"""
 
 HOLD_SQL = """
 INSERT INTO raw.tmdb_held_titles (batch_id, id, media_type, payload, content_hash)
@@ -126,11 +142,12 @@ INSERT_BATCH_SQL = """
 INSERT INTO raw.tmdb_batches (
     partition_date, source, file_name, file_sha256, content_sha256, batch_key, status,
     records_read, inserted, updated, unchanged, held, quarantined, skipped_missing, duplicates,
-    reject_ratio, max_reject_ratio, accepted_rejects, reject_reasons, reject_examples, run_id)
+    reject_ratio, max_reject_ratio, accepted_rejects, reject_reasons, reject_examples, run_id, loader_version)
 VALUES (
     %(partition)s, %(source)s, %(file_name)s, %(file_sha256)s, %(content_sha256)s, %(batch_key)s, %(status)s,
     %(read)s, %(inserted)s, %(updated)s, %(unchanged)s, %(held)s, %(quarantined)s, %(skipped)s, %(duplicates)s,
-    %(reject_ratio)s, %(max_reject_ratio)s, %(accepted_rejects)s, %(reasons)s, %(examples)s, %(run_id)s)
+    %(reject_ratio)s, %(max_reject_ratio)s, %(accepted_rejects)s, %(reasons)s, %(examples)s, %(run_id)s,
+    %(loader_version)s)
 RETURNING batch_id
 """
 
@@ -250,8 +267,16 @@ def _open_stage(conn: psycopg.Connection) -> None:
 
 def _merge_stage(conn: psycopg.Connection, source: str, partition: date) -> tuple[int, int, int]:
     """(distinct titles merged, inserted, updated) of merging the stage into raw.tmdb_titles."""
+    conn.execute(BATCH_LOCK_SQL, (MERGE_LOCK_KEY,))
     merged, inserted, updated = conn.execute(MERGE_SQL, {"source": source, "partition": partition}).fetchone()
     return int(merged), int(inserted), int(updated)
+
+
+def _stamp_applied(conn: psycopg.Connection, batch_id: int, source: str, partition: date,
+                   loader_version: str | None) -> None:
+    """Record raw's state after this batch's merge (see lib/tmdb/unchanged.py); call it last in the load."""
+    conn.execute(STAMP_APPLIED_SQL, {"watermark": raw_watermark(conn, source, partition),
+                                     "loader_version": loader_version, "batch_id": batch_id})
 
 
 def _content_sha256(stage_digest: str, rejects: list[tuple[Reject, str]]) -> str:
@@ -310,6 +335,7 @@ def ingest(
         "reject_ratio": report.reject_ratio, "max_reject_ratio": max_reject_ratio,
         "accepted_rejects": report.accepted_rejects,
         "reasons": reasons_json(report.reasons), "examples": examples_json(report.examples),
+        "loader_version": LOADER_VERSION,
     }
 
     if existing is None and not passes:
@@ -341,6 +367,11 @@ def ingest(
     superseded = _superseded(conn, source, report.partition) if report.duplicates else []
     report.rejects_new = quarantine(conn, all_rejects + superseded,
                                     hashed=[h for _, h in hashed] + [record_hash(r.record) for r in superseded])
+    if report.action in ("loaded", "released", "reloaded"):
+        # A rerun whose reading differs from the recorded one (another loader, or a source whose
+        # records are not its file's alone) leaves the ledger's loader as it was: its counts are that one's.
+        same_reading = existing is None or existing.content_sha256 == content_sha256 or report.action == "released"
+        _stamp_applied(conn, batch_id, source, partition, LOADER_VERSION if same_reading else None)
     report.batch = get_batch(conn, batch_id)
     report.seconds = time.perf_counter() - started
     return report
@@ -389,6 +420,7 @@ def release_batch(conn: psycopg.Connection, batch_id: int, *, run_id: str | None
         "max_reject_ratio": batch.max_reject_ratio, "accepted_rejects": True,
         "reasons": reasons_json(batch.reasons), "examples": examples_json(batch.examples),
     })
+    _stamp_applied(conn, batch_id, batch.source, batch.partition, None)  # its rows: the loader that held them
     released = get_batch(conn, batch_id)
     assert released is not None  # locked above
     return ReleaseReport(released, inserted, updated, merged - inserted - updated, time.perf_counter() - started)

@@ -56,6 +56,7 @@ class CsvDumpSource:
     """The TMDB 5000 movies CSV; a snapshot, so the same rows for every partition."""
 
     name = "csv_dump"
+    reads_only_its_file = True  # the same bytes are the same records (lib/tmdb/unchanged.py)
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -78,6 +79,11 @@ class ExportSource:
         self.include_video = include_video
         self.media_type = export_media_type(self.path)
         self.missing: list[Reject] = []
+
+    @property
+    def reads_only_its_file(self) -> bool:
+        """Without a client the records are the file's lines; with one, TMDB's details of today."""
+        return self.client is None
 
     def records(self, partition: date) -> Iterator[SourceRecord]:
         self.missing.clear()  # clear in place: callers hold this list while records stream

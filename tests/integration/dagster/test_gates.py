@@ -299,12 +299,18 @@ def test_rerunning_a_loaded_day_through_dagster_changes_nothing(fresh_db, tmp_pa
     with connect(fresh_db) as conn:
         before = conn.execute("SELECT id, fetched_at FROM raw.tmdb_titles ORDER BY id").fetchall()
     state = _db_state(fresh_db)
+    # the same file: matched to its batch without reading it (tests/integration/tmdb/test_unchanged_file.py)
     second = _titles(fresh_db, DAY, config)
     assert second.success
-    meta = _titles_metadata(second)
+    assert (_titles_metadata(second)["batch_action"], _titles_metadata(second)["records_read"]) == ("unchanged_file", 0)
+    assert not _checks(second)[NEW_DATA_CHECK].passed
+    # read in full on request: every row compared with raw, none written
+    third = _titles(fresh_db, DAY, {**config, "reread": True})
+    assert third.success
+    meta = _titles_metadata(third)
     assert (meta["batch_id"], meta["batch_action"]) == (1, "reloaded")
     assert (meta["rows_inserted"], meta["rows_updated"], meta["rows_unchanged"]) == (0, 0, 8)
-    repeat = _checks(second)[NEW_DATA_CHECK]  # a rerun brings nothing new: said, not hidden
+    repeat = _checks(third)[NEW_DATA_CHECK]  # a rerun brings nothing new: said, not hidden
     assert not repeat.passed and "this run repeated batch 1, loaded " in repeat.description
     with connect(fresh_db) as conn:
         assert conn.execute("SELECT id, fetched_at FROM raw.tmdb_titles ORDER BY id").fetchall() == before
