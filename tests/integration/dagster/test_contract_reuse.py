@@ -69,3 +69,21 @@ def test_a_migration_applied_since_is_measured_then_reused(fresh_db, tmp_path):
     assert measured.passed and _measured(measured)
     _, reused = _check(fresh_db)
     assert reused.passed and not _measured(reused)
+
+
+def test_indexes_the_contract_leaves_to_configuration_do_not_cost_a_measurement(fresh_db):
+    """A first pass builds the HNSW index and the partial indexes of hot genres after this check ran;
+    its rerun must reuse the pass, since the verdict (declared signatures present) is the same."""
+    assert _check(fresh_db)[1].passed
+    with connect(fresh_db, autocommit=True) as conn:
+        conn.execute("DROP INDEX vectors.content_vectors_vector_hnsw")  # of another kind, as configured
+        conn.execute("CREATE INDEX content_vectors_vector_hnsw ON vectors.content_vectors "
+                     "USING hnsw ((vector::halfvec(768)) halfvec_cosine_ops)")
+        conn.execute("CREATE INDEX content_vectors_g99_hnsw ON vectors.content_vectors "
+                     "USING hnsw ((vector::halfvec(768)) halfvec_cosine_ops) WHERE genre_ids && '{99}'::integer[]")
+    _, reused = _check(fresh_db)
+    assert reused.passed and not _measured(reused)
+    with connect(fresh_db, autocommit=True) as conn:  # while a declared index going is still seen
+        conn.execute("DROP INDEX vectors.content_vectors_genres_gin")
+    _, measured = _check(fresh_db)
+    assert not measured.passed and _measured(measured)
