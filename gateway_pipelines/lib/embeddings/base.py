@@ -67,6 +67,18 @@ def model_id_of(kind: str, model: str, version: str) -> str:
     return f"{kind}:{model}@{version}"
 
 
+def texts_of(texts: Sequence[str]) -> list[str]:
+    """``embed()``'s input as a list, refused unless it is a sequence of strings (a single string
+    would otherwise be embedded one character at a time)."""
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a sequence of strings, not a single string")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"embed() input {i} is {type(t).__name__}, expected str")
+    return texts
+
+
 def l2_normalize_rows(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation as float32; all-zero rows stay zero."""
     x = np.asarray(x, dtype=np.float32)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .base import PLOT_DIM, l2_normalize_rows, model_id_of
+from .base import PLOT_DIM, l2_normalize_rows, model_id_of, texts_of
 from .coverage import Freshness, assess_freshness, corpus_stats
 
 __all__ = ["LocalLSAProvider", "LATEST_POINTER", "FORMAT_VERSION"]
@@ -167,14 +167,9 @@ class LocalLSAProvider:
 
     # ------------------------------------------------------------------ embedding
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of strings, not a single string")
-        texts = list(texts)
+        texts = texts_of(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"embed() input {i} is {type(t).__name__}, expected str")
         self.calls += 1
         z = self.svd.transform(self.vectorizer.transform(texts)).astype(np.float32)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

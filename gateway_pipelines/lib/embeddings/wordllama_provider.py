@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import PLOT_DIM, l2_normalize_rows, model_id_of
+from .base import PLOT_DIM, l2_normalize_rows, model_id_of, texts_of
 
 __all__ = ["WordLlamaProvider", "WordLlamaUnavailableError", "INSTALL_HINT", "RECIPE", "locate_model_files",
            "file_sha256", "pool_tokens", "to_plot_block"]
@@ -184,14 +184,9 @@ class WordLlamaProvider:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit rows in input order; blank texts (no words to pool) give zero rows."""
-        if isinstance(texts, str):
-            raise TypeError("embed() takes a sequence of strings, not a single string")
-        texts = list(texts)
+        texts = texts_of(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"embed() input {i} is {type(t).__name__}, expected str")
         self.calls += 1
         filled = [i for i, t in enumerate(texts) if t.strip()]
         pooled = np.zeros((len(texts), self.table.shape[1]), dtype=np.float32)

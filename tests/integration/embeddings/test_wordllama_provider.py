@@ -7,19 +7,18 @@ from __future__ import annotations
 import os
 from datetime import date
 
-import dagster as dg
 import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
 
-from gateway_pipelines.defs.embeddings.assets import COVERAGE_CHECK, content_embeddings
+from gateway_pipelines.defs.embeddings.assets import COVERAGE_CHECK
 from gateway_pipelines.lib.embeddings import build_content_vectors
 from gateway_pipelines.lib.embeddings.plan import read_catalog
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
 from gateway_pipelines.lib.embeddings.wordllama_provider import WordLlamaProvider
-from gateway_pipelines.lib.warehouse import WarehouseResource, connect
-from tests.integration.vector_store.data import staged_sample_catalogue
+from gateway_pipelines.lib.warehouse import connect
+from tests.integration.vector_store.data import materialize_embeddings, staged_sample_catalogue
 
 N_MOVIES, N_TV = 60, 20
 N = N_MOVIES + N_TV
@@ -35,15 +34,7 @@ def catalogue(server_url):
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _run(db: str, embeddings: EmbeddingResource, **config) -> tuple[dict, dict]:
-    result = dg.materialize(
-        [content_embeddings], resources={"warehouse": WarehouseResource(database_url=db), "embeddings": embeddings},
-        run_config={"ops": {"content_embeddings": {"config": config}}} if config else None,
-    )
-    assert result.success
-    [mat] = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}, checks
+_run = materialize_embeddings  # content_embeddings once: (metadata, checks by name)
 
 
 def _stored(db: str) -> dict[str, np.ndarray]:

@@ -53,6 +53,24 @@ def staged_sample_catalogue(server_url: str, name: str, *, n_movies: int, n_tv: 
     return url
 
 
+def materialize_embeddings(db: str, embeddings, **config) -> tuple[dict, dict]:
+    """content_embeddings once on `db` with these embedding settings and run config: its metadata (plain
+    values) and its check evaluations by name."""
+    import dagster as dg
+
+    from gateway_pipelines.defs.embeddings.assets import content_embeddings
+    from gateway_pipelines.lib.warehouse import WarehouseResource
+
+    result = dg.materialize(
+        [content_embeddings], resources={"warehouse": WarehouseResource(database_url=db), "embeddings": embeddings},
+        run_config={"ops": {"content_embeddings": {"config": config}}} if config else None,
+    )
+    assert result.success
+    [mat] = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}, checks
+
+
 @cache
 def _dim_content_columns(server: str) -> tuple[tuple[str, str], ...]:
     """dim_content's columns as the real dbt models build them, read back from the catalog once per
