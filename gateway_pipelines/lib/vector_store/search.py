@@ -486,13 +486,13 @@ def search_by_vector(
 def _strategies(conn: psycopg.Connection, *, k: int, ef: int, filters: SearchFilters, where: str,
                 named: dict[str, Any], args: dict[str, Any], relaxed: bool, kind: str, table_rows: float,
                 exact_threshold: int | None, set_sort: bool, partial_genres: Sequence[int] = (),
-                estimate: Any = None) -> tuple[str, list[tuple]]:
+                session: Any = None) -> tuple[str, list[tuple]]:
     strategy = "hnsw_iterative" if relaxed else "hnsw"
     rows: list[tuple] | None = None
     candidates = ef
     if not filters.empty:
         threshold = exact_threshold if exact_threshold is not None else auto_exact_threshold(k, table_rows)
-        estimated = estimate(conn, where, named) if estimate is not None else estimated_rows(conn, where, named)
+        estimated = session.estimate(conn, where, named) if session is not None else estimated_rows(conn, where, named)
         if estimated < threshold:
             strategy = "exact"
         # a genre with a partial HNSW index of its own (built with the table, see .shadow): the planner
@@ -502,6 +502,12 @@ def _strategies(conn: psycopg.Connection, *, k: int, ef: int, filters: SearchFil
         candidates = relaxed_candidates(k, ef, estimated=estimated, table_rows=table_rows, partial=partial)
         if partial:
             where = _partial_where(where, filters.genre_ids[0])
+            # every row of that graph passes, so its first ef_search rows hold the k nearest: no
+            # iterative continuation (p99 5.1 ms against 7.4-11.8 with it, at 5% of 100k titles)
+            if session is not None:
+                session.want(conn, {"hnsw.iterative_scan": "off"})
+            else:
+                _set_local(conn, hnsw__iterative_scan="off")
     if strategy != "exact":
         rows = conn.execute(_statement("hnsw", where, k, candidates, kind, relaxed), args).fetchall()
         if len(rows) < k:
@@ -527,7 +533,7 @@ def _search_tuned(conn: psycopg.Connection, session: Any, q: np.ndarray, *, k: i
     strategy, rows = _strategies(conn, k=k, ef=ef, filters=filters, where=where, named=named, args=args,
                                  relaxed=relaxed, kind=serving.index_kind, table_rows=serving.rows,
                                  exact_threshold=exact_threshold, set_sort=False, partial_genres=serving.partial_genres,
-                                 estimate=session.estimate)
+                                 session=session)
     latency_ms = (time.perf_counter() - started) * 1000.0
     hits = _hits(rows)
     try:
