@@ -1,4 +1,3 @@
-import itertools
 import time
 
 import dagster as dg
@@ -8,7 +7,7 @@ from gateway_pipelines.lib.embeddings.coverage import Freshness
 from gateway_pipelines.lib.embeddings.hybrid import build_content_vectors
 from gateway_pipelines.lib.embeddings.plan import CatalogPlan, catalogue_size, fit_corpus, sample_texts
 from gateway_pipelines.lib.embeddings.resource import EmbeddingResource
-from gateway_pipelines.lib.vector_store.loader import MergeReport, RowAccounting, copy_merge_embeddings
+from gateway_pipelines.lib.vector_store.loader import RowAccounting, load_resumably
 from gateway_pipelines.lib.vector_store.tables import (
     CONTENT_EMBEDDINGS_SCHEMA,
     CONTENT_EMBEDDINGS_TABLE,
@@ -59,38 +58,6 @@ def coverage_check(freshness: Freshness | None, model_id: str, refit_reason: str
         description=f"{model_id}: {freshness.describe()}.{refit}{fix}",
         metadata={**freshness.as_metadata(), "embedding_model": model_id,
                   "min_coverage": freshness.min_coverage, "max_growth": freshness.max_growth},
-    )
-
-
-# Rows per committed load. A re-embed (a model change: every title) commits as it goes, so a run that
-# fails or is killed keeps what it committed and the rerun embeds only the rest: the plan skips every
-# title whose stored hash is already the new one. Readers lose nothing by it: search serves
-# content_vectors, which takes a new model only once every title has it (lib/vector_store/loader.py).
-RESUME_CHUNK_ROWS = 16_384
-
-
-def load_resumably(conn, rows, *, delete_missing_keys, chunk_rows: int = RESUME_CHUNK_ROWS) -> MergeReport:
-    """`copy_merge_embeddings` in committed chunks of ``chunk_rows`` (deletions with the first), as one
-    report: the counts summed, the table's rows before the first chunk and after the last."""
-    started = time.perf_counter()
-    it = iter(rows)
-    reports: list[MergeReport] = []
-    while True:
-        chunk = list(itertools.islice(it, chunk_rows))
-        if reports and not chunk:
-            break
-        reports.append(copy_merge_embeddings(conn, chunk, delete_missing_keys=() if reports else delete_missing_keys))
-        conn.commit()
-        if len(chunk) < chunk_rows:
-            break
-    return MergeReport(
-        staged=sum(r.staged for r in reports), inserted=sum(r.inserted for r in reports),
-        updated=sum(r.updated for r in reports), deleted=sum(r.deleted for r in reports),
-        # wall time, with the rows' production (the plan and the embedding stream into the chunks)
-        unchanged=sum(r.unchanged for r in reports), seconds=time.perf_counter() - started,
-        copy_seconds=sum(r.copy_seconds for r in reports), merge_seconds=sum(r.merge_seconds for r in reports),
-        path="+".join(dict.fromkeys(r.path for r in reports)), rows_before=reports[0].rows_before,
-        rows_after=reports[-1].rows_after,
     )
 
 

@@ -21,6 +21,7 @@ same lock), which is as fast as a raw COPY.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import time
 from collections.abc import Iterable, Iterator
@@ -39,6 +40,7 @@ __all__ = [
     "DIM",
     "IndexConfig",
     "MergeReport",
+    "load_resumably",
     "RowAccounting",
     "SyncReport",
     "copy_merge_embeddings",
@@ -336,6 +338,38 @@ def copy_merge_embeddings(
 
 
 # --------------------------------------------------------------------------- content_vectors sync
+
+# Rows per committed load. A re-embed (a model change: every title) commits as it goes, so a run that
+# fails or is killed keeps what it committed and the rerun embeds only the rest: the plan skips every
+# title whose stored hash is already the new one. Readers lose nothing by it: search serves
+# content_vectors, which takes a new model only once every title has it (sync_content_vectors below).
+RESUME_CHUNK_ROWS = 16_384
+
+
+def load_resumably(conn, rows, *, delete_missing_keys, chunk_rows: int = RESUME_CHUNK_ROWS) -> MergeReport:
+    """`copy_merge_embeddings` in committed chunks of ``chunk_rows`` (deletions with the first), as one
+    report: the counts summed, the table's rows before the first chunk and after the last."""
+    started = time.perf_counter()
+    it = iter(rows)
+    reports: list[MergeReport] = []
+    while True:
+        chunk = list(itertools.islice(it, chunk_rows))
+        if reports and not chunk:
+            break
+        reports.append(copy_merge_embeddings(conn, chunk, delete_missing_keys=() if reports else delete_missing_keys))
+        conn.commit()
+        if len(chunk) < chunk_rows:
+            break
+    return MergeReport(
+        staged=sum(r.staged for r in reports), inserted=sum(r.inserted for r in reports),
+        updated=sum(r.updated for r in reports), deleted=sum(r.deleted for r in reports),
+        # wall time, with the rows' production (the plan and the embedding stream into the chunks)
+        unchanged=sum(r.unchanged for r in reports), seconds=time.perf_counter() - started,
+        copy_seconds=sum(r.copy_seconds for r in reports), merge_seconds=sum(r.merge_seconds for r in reports),
+        path="+".join(dict.fromkeys(r.path for r in reports)), rows_before=reports[0].rows_before,
+        rows_after=reports[-1].rows_after,
+    )
+
 
 # The serving rows as they should be: content_embeddings joined with the dbt dimension.
 _SOURCE = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway_pipelines.defs.embeddings.assets import load_resumably
+from gateway_pipelines.lib.vector_store.loader import load_resumably
 from tests.integration.vector_store.data import clustered_vectors, embedding_rows
 
 N = 250
